@@ -1,0 +1,139 @@
+//! `#[event_listener]`: registers an `impl Listener<E> for T`.
+
+use heck::ToSnakeCase;
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, ImplItem, Item, ItemImpl, PathArguments, Type};
+
+use crate::args::{self, Errors, Keys};
+use crate::event::item_span;
+use crate::names;
+
+const KEYS: Keys = Keys {
+    attribute: "event_listener",
+    flags: &["per_process"],
+    strings: &["name"],
+    integers: &["concurrency", "prefetch"],
+};
+
+const SIGNATURE: &str = "async fn on(&self, event: E, ctx: &eventing::Context) -> Result<(), eventing::HandlerError>";
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let mut errors = Errors::default();
+    let args = args::parse(args, &KEYS, &mut errors);
+    let item: Item = syn::parse2(item)?;
+    let Item::Impl(imp) = item else {
+        return Err(errors.fail(syn::Error::new(
+            item_span(&item),
+            "#[event_listener] goes on an `impl eventing::Listener<E> for T` block",
+        )));
+    };
+    let event = listened_event(&imp);
+    if !imp.generics.params.is_empty() {
+        errors.push(syn::Error::new(
+            imp.generics.span(),
+            "a registered listener cannot be generic: #[event_listener] needs one concrete type to build at start",
+        ));
+    }
+    check_on(&imp, &mut errors);
+    let self_ty = &imp.self_ty;
+    let name = match args.string("name") {
+        Some(lit) => {
+            if let Err(reason) = names::check_word(&lit.value()) {
+                errors.push(syn::Error::new(lit.span(), reason));
+            }
+            lit.value()
+        }
+        None => match type_ident(self_ty) {
+            Some(ident) => ident.trim_start_matches("r#").to_snake_case(),
+            None => {
+                errors.push(syn::Error::new(
+                    self_ty.span(),
+                    "cannot derive a listener name from this type; give one with #[event_listener(name = \"...\")]",
+                ));
+                String::new()
+            }
+        },
+    };
+    let event = match event {
+        Ok(event) => event,
+        Err(error) => return Err(errors.fail(error)),
+    };
+    errors.finish()?;
+    let per_process = args.flag("per_process");
+    let concurrency = args.integer("concurrency").map_or(quote!(0), |lit| lit.to_token_stream());
+    let prefetch = args.integer("prefetch").map_or(quote!(0), |lit| lit.to_token_stream());
+    Ok(quote! {
+        #imp
+
+        ::eventing::__private::inventory::submit! {
+            ::eventing::__private::ListenerDescriptor::new::<#self_ty, #event>(
+                ::eventing::__private::ListenerAttributes {
+                    name: #name,
+                    per_process: #per_process,
+                    crate_name: ::core::env!("CARGO_PKG_NAME"),
+                    concurrency: #concurrency,
+                    prefetch: #prefetch,
+                }
+            )
+        }
+    })
+}
+
+/// The `E` of `impl Listener<E> for T`.
+fn listened_event(imp: &ItemImpl) -> syn::Result<&Type> {
+    let wrong = |span| {
+        syn::Error::new(span, "#[event_listener] goes on an `impl eventing::Listener<E> for T` block, where E is an #[event] type")
+    };
+    let Some((_, path, _)) = &imp.trait_ else {
+        return Err(wrong(imp.self_ty.span()));
+    };
+    let Some(last) = path.segments.last().filter(|segment| segment.ident == "Listener") else {
+        return Err(wrong(path.span()));
+    };
+    match &last.arguments {
+        PathArguments::AngleBracketed(generic) if generic.args.len() == 1 => match &generic.args[0] {
+            GenericArgument::Type(event) => Ok(event),
+            other => Err(wrong(other.span())),
+        },
+        other => Err(syn::Error::new(
+            if matches!(other, PathArguments::None) { last.span() } else { other.span() },
+            "name the event: `Listener<E>` with one #[event] type",
+        )),
+    }
+}
+
+/// Checks the parts of `on` that rustc's own errors explain poorly: `async`, the receiver
+/// and the number of parameters. Types are left to rustc, which points at them.
+fn check_on(imp: &ItemImpl, errors: &mut Errors) {
+    for item in &imp.items {
+        let ImplItem::Fn(function) = item else { continue };
+        let sig = &function.sig;
+        if sig.ident != "on" {
+            continue;
+        }
+        if sig.asyncness.is_none() && matches!(sig.output, syn::ReturnType::Default) {
+            errors.push(syn::Error::new(sig.fn_token.span, format!("`on` must be an async fn: `{SIGNATURE}`")));
+        }
+        match sig.inputs.first() {
+            Some(FnArg::Receiver(receiver)) if receiver.reference.is_some() && receiver.mutability.is_none() => {}
+            Some(first) => errors.push(syn::Error::new(first.span(), format!("`on` takes `&self`: `{SIGNATURE}`"))),
+            None => errors.push(syn::Error::new(sig.paren_token.span.join(), format!("`on` takes `&self`: `{SIGNATURE}`"))),
+        }
+        if sig.inputs.len() != 3 {
+            errors.push(syn::Error::new(
+                sig.paren_token.span.join(),
+                format!("`on` takes the event and the context: `{SIGNATURE}`"),
+            ));
+        }
+    }
+}
+
+/// The last identifier of a path type (`SendWelcomeMail` in `crate::mail::SendWelcomeMail`).
+fn type_ident(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path.path.segments.last().map(|segment| segment.ident.to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,25 @@
+//! Name checks done at compile time, so a bad literal is underlined where it is written.
+//! The runtime checks the same rules again (`eventing::naming`).
+
+/// Checks a dot-separated event name.
+pub(crate) fn check_event_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an event name cannot be empty".into());
+    }
+    name.split('.').try_for_each(|word| {
+        if word.is_empty() { Err("an event name cannot have an empty dot-separated word".into()) } else { check_word(word) }
+    })
+}
+
+/// Checks one word: ASCII letters, digits, `_` and `-`.
+pub(crate) fn check_word(word: &str) -> Result<(), String> {
+    if word.is_empty() {
+        return Err("a name cannot be empty".into());
+    }
+    match word.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        Some('*' | '#') => Err("wildcards `*` and `#` are only for bindings, not for names".into()),
+        Some(c) if c.is_whitespace() => Err("a name cannot contain white space".into()),
+        Some(c) => Err(format!("`{c}` is not allowed in a name (use ASCII letters, digits, `_` and `-`)")),
+        None => Ok(()),
+    }
+}

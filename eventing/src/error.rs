@@ -1,0 +1,133 @@
+//! [`Error`]: everything that can fail outside a handler.
+
+use crate::transport::TransportError;
+
+/// What can go wrong when configuring, starting, publishing or shutting down.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL's scheme names no transport linked into this program.
+    #[error(
+        "no transport for scheme `{scheme}` in `{url}`; known schemes: {known} \
+         (for amqp:// add the `eventing-amqp` dependency and `use eventing_amqp as _;`)"
+    )]
+    UnknownScheme {
+        /// The scheme.
+        scheme: String,
+        /// The redacted URL.
+        url: String,
+        /// The schemes that are available, comma separated.
+        known: String,
+    },
+    /// The URL could not be read.
+    #[error("invalid transport URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The redacted URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two event types share one name.
+    #[error("event name `{name}` is used by both `{first}` and `{second}`; rename one with #[event(name = \"...\")]")]
+    DuplicateEvent {
+        /// The name.
+        name: String,
+        /// One Rust type.
+        first: &'static str,
+        /// The other Rust type.
+        second: &'static str,
+    },
+    /// Two listeners would consume the same queue.
+    #[error(
+        "listeners `{first}` and `{second}` both register as `{listener}` on event `{event}` \
+         (queue `{queue}`); rename one with #[event_listener(name = \"...\")]"
+    )]
+    DuplicateListener {
+        /// The listener name.
+        listener: String,
+        /// The event name.
+        event: String,
+        /// The queue they would share.
+        queue: String,
+        /// One Rust type.
+        first: &'static str,
+        /// The other Rust type.
+        second: &'static str,
+    },
+    /// A name that cannot be used on the wire.
+    #[error("invalid {kind} name `{name}` (from `{rust_type}`): {reason}")]
+    InvalidName {
+        /// `event`, `listener`, `service`, `exchange` or `process id`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// Where it came from.
+        rust_type: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A listener could not be built because its state was not given.
+    #[error("listener `{listener}` cannot be built: {source}")]
+    MissingState {
+        /// The listener's Rust type.
+        listener: &'static str,
+        /// The missing type.
+        #[source]
+        source: crate::MissingState,
+    },
+    /// A listener's configuration is unusable.
+    #[error("listener `{listener}` on `{event}`: {reason}")]
+    InvalidListenerConfig {
+        /// The listener's Rust type.
+        listener: &'static str,
+        /// The event name.
+        event: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An event could not be serialized.
+    #[error("event `{event}` could not be encoded as JSON: {source}")]
+    Encode {
+        /// The event name.
+        event: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The broker did not confirm a publish.
+    #[error("publishing `{event}` failed: {source}")]
+    Publish {
+        /// The event name.
+        event: String,
+        /// The transport's error.
+        #[source]
+        source: TransportError,
+    },
+    /// Declaring the topology failed.
+    #[error("declaring the topology failed: {source}")]
+    Declare {
+        /// The transport's error.
+        #[source]
+        source: TransportError,
+    },
+    /// Starting a consumer failed.
+    #[error("listener `{listener}` cannot consume queue `{queue}`: {source}")]
+    Consume {
+        /// The listener's Rust type.
+        listener: &'static str,
+        /// The queue.
+        queue: String,
+        /// The transport's error.
+        #[source]
+        source: TransportError,
+    },
+    /// Any other transport failure (connect, close).
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The bus was shut down.
+    #[error("the bus is shut down")]
+    ShutDown,
+    /// Waiting for the shutdown signal failed.
+    #[error("cannot listen for shutdown signals: {0}")]
+    Signal(#[source] std::io::Error),
+}

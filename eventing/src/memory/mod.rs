@@ -1,0 +1,476 @@
+//! The in-memory transport: a broker inside the process with RabbitMQ's semantics.
+//!
+//! A [`MemoryBroker`] has topic exchanges (`*` and `#` bindings), queues shared by
+//! competing consumers (round-robin), exclusive per-connection queues that vanish with
+//! their consumer, a prefetch bound per consumer, and unsettled deliveries requeued when
+//! a consumer goes away. Messages are the same JSON bytes as on the wire. Several buses
+//! can share one broker to show competing consumers and per-process fan-out in a test:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), eventing::Error> {
+//! let broker = eventing::memory::MemoryBroker::new();
+//! let first = eventing::builder().transport(broker.transport()).start().await?;
+//! let second = eventing::builder().transport(broker.transport()).start().await?;
+//! // ... publish through either; each competing listener sees each event once.
+//! first.shutdown().await?;
+//! second.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod queue;
+mod topic;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use self::queue::{Entry, Queue, lock};
+use crate::Event;
+use crate::message::{Message, header};
+use crate::transport::{
+    BoxFuture, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport, TransportError,
+};
+
+/// An in-process broker. Cloning gives another handle to the same broker.
+#[derive(Clone, Default)]
+pub struct MemoryBroker {
+    inner: Arc<Broker>,
+}
+
+#[derive(Default)]
+pub(crate) struct Broker {
+    exchanges: Mutex<HashMap<String, Exchange>>,
+    queues: Mutex<HashMap<String, Arc<Queue>>>,
+    /// Messages ready or in flight in listener queues.
+    pending: AtomicUsize,
+    idle: Notify,
+    journal: Mutex<Option<Vec<PublishedMessage>>>,
+    next_connection: AtomicU64,
+}
+
+#[derive(Default)]
+struct Exchange {
+    bindings: Vec<(String, Arc<Queue>)>,
+    /// Queues per routing key, rebuilt after a binding changes.
+    routes: HashMap<Arc<str>, Arc<[Arc<Queue>]>>,
+    name: Arc<str>,
+}
+
+static NAMED: LazyLock<Mutex<HashMap<String, MemoryBroker>>> = LazyLock::new(Mutex::default);
+
+impl MemoryBroker {
+    /// A new, empty broker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process-wide broker behind `memory://<name>` (`memory://` is the name "").
+    /// Every bus configured with the same URL shares it, as processes share a RabbitMQ.
+    pub fn named(name: &str) -> Self {
+        lock(&NAMED).entry(name.to_owned()).or_default().clone()
+    }
+
+    /// A new connection to this broker, for [`Builder::transport`](crate::Builder::transport).
+    /// Exclusive queues declared through it belong to it.
+    pub fn transport(&self) -> MemoryTransport {
+        MemoryTransport {
+            broker: Arc::clone(&self.inner),
+            connection: self.inner.next_connection.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Starts recording every published message (see [`published`](Self::published)).
+    pub fn record_published(&self) {
+        lock(&self.inner.journal).get_or_insert_with(Vec::new);
+    }
+
+    /// Every message published since [`record_published`](Self::record_published), in order.
+    pub fn published(&self) -> Vec<PublishedMessage> {
+        lock(&self.inner.journal).clone().unwrap_or_default()
+    }
+
+    /// Messages ready or being handled in listener queues (dead letters do not count).
+    pub fn pending(&self) -> usize {
+        self.inner.pending.load(Ordering::Acquire)
+    }
+
+    /// Waits until no message is ready or being handled in any listener queue: every
+    /// event published, directly or by handlers, was handled or dead-lettered. On timeout
+    /// the error lists what is still pending.
+    pub async fn settled(&self, timeout: Duration) -> Result<(), SettleTimeout> {
+        let wait = async {
+            loop {
+                let idle = self.inner.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.pending() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| SettleTimeout { timeout, pending: self.pending_messages() })
+    }
+
+    /// A snapshot of every message still pending in listener queues.
+    pub fn pending_messages(&self) -> Vec<QueuedMessage> {
+        self.queue_messages(|queue| queue.spec.role == QueueRole::Listener)
+    }
+
+    /// Every message in every dead-letter queue.
+    pub fn dead_letters(&self) -> Vec<QueuedMessage> {
+        self.queue_messages(|queue| queue.spec.role == QueueRole::DeadLetter)
+    }
+
+    /// Every message in one queue, or `None` when there is no such queue.
+    pub fn messages(&self, queue: &str) -> Option<Vec<QueuedMessage>> {
+        let queue = lock(&self.inner.queues).get(queue).cloned()?;
+        Some(snapshot(&queue))
+    }
+
+    /// Removes up to `limit` ready messages from the front of `queue`, oldest first
+    /// (for purging dead letters or moving them elsewhere).
+    pub fn take(&self, queue: &str, limit: usize) -> Result<Vec<QueuedMessage>, TransportError> {
+        let queue = lock(&self.inner.queues)
+            .get(queue)
+            .cloned()
+            .ok_or_else(|| TransportError::NotFound { object: format!("queue `{queue}`") })?;
+        let name: Arc<str> = queue.spec.name.as_str().into();
+        Ok(queue
+            .take_ready(limit)
+            .into_iter()
+            .map(|entry| QueuedMessage::new(&name, entry, false))
+            .collect())
+    }
+
+    /// Every queue with its counts, by name.
+    pub fn queues(&self) -> Vec<QueueInfo> {
+        let queues: Vec<Arc<Queue>> = lock(&self.inner.queues).values().cloned().collect();
+        let mut infos: Vec<QueueInfo> = queues
+            .iter()
+            .map(|queue| {
+                let (ready, in_flight, consumers) = queue.counts();
+                QueueInfo { spec: queue.spec.clone(), ready, in_flight, consumers }
+            })
+            .collect();
+        infos.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        infos
+    }
+
+    fn queue_messages(&self, select: impl Fn(&Queue) -> bool) -> Vec<QueuedMessage> {
+        let mut queues: Vec<Arc<Queue>> = lock(&self.inner.queues).values().filter(|queue| select(queue)).cloned().collect();
+        queues.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        queues.iter().flat_map(|queue| snapshot(queue)).collect()
+    }
+}
+
+fn snapshot(queue: &Queue) -> Vec<QueuedMessage> {
+    let name: Arc<str> = queue.spec.name.as_str().into();
+    queue.snapshot().into_iter().map(|item| QueuedMessage::new(&name, item.entry, item.in_flight)).collect()
+}
+
+impl fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBroker").field("pending", &self.pending()).finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    fn pending_added(&self, count: usize) {
+        self.pending.fetch_add(count, Ordering::AcqRel);
+    }
+
+    fn pending_removed(&self, count: usize) {
+        if self.pending.fetch_sub(count, Ordering::AcqRel) == count {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn declare(self: &Arc<Self>, topology: &Topology, connection: u64) -> Result<(), TransportError> {
+        {
+            let mut exchanges = lock(&self.exchanges);
+            for name in &topology.exchanges {
+                exchanges.entry(name.clone()).or_insert_with(|| Exchange { name: name.as_str().into(), ..Exchange::default() });
+            }
+        }
+        for spec in &topology.queues {
+            self.declare_queue(spec, connection)?;
+        }
+        for binding in &topology.bindings {
+            let queue = lock(&self.queues)
+                .get(&binding.queue)
+                .cloned()
+                .ok_or_else(|| TransportError::NotFound { object: format!("queue `{}`", binding.queue) })?;
+            let mut exchanges = lock(&self.exchanges);
+            let exchange = exchanges
+                .get_mut(&binding.exchange)
+                .ok_or_else(|| TransportError::NotFound { object: format!("exchange `{}`", binding.exchange) })?;
+            let exists = exchange
+                .bindings
+                .iter()
+                .any(|(pattern, bound)| *pattern == binding.pattern && Arc::ptr_eq(bound, &queue));
+            if !exists {
+                exchange.bindings.push((binding.pattern.clone(), queue));
+                exchange.routes.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn declare_queue(self: &Arc<Self>, spec: &QueueSpec, connection: u64) -> Result<(), TransportError> {
+        let mut queues = lock(&self.queues);
+        if let Some(existing) = queues.get(&spec.name) {
+            if existing.spec.lifetime != spec.lifetime {
+                return Err(TransportError::Conflict {
+                    object: format!("queue `{}`", spec.name),
+                    reason: format!("declared as {:?}, exists as {:?}", spec.lifetime, existing.spec.lifetime),
+                });
+            }
+            if existing.owner.is_some_and(|owner| owner != connection) {
+                return Err(TransportError::Locked { queue: spec.name.clone() });
+            }
+            return Ok(());
+        }
+        let owner = (spec.lifetime == QueueLifetime::Exclusive).then_some(connection);
+        queues.insert(spec.name.clone(), Arc::new(Queue::new(spec.clone(), owner, Arc::downgrade(self))));
+        Ok(())
+    }
+
+    fn delete_queue(&self, name: &str) {
+        let Some(queue) = lock(&self.queues).remove(name) else { return };
+        for exchange in lock(&self.exchanges).values_mut() {
+            let before = exchange.bindings.len();
+            exchange.bindings.retain(|(_, bound)| !Arc::ptr_eq(bound, &queue));
+            if exchange.bindings.len() != before {
+                exchange.routes.clear();
+            }
+        }
+        queue.mark_deleted();
+    }
+
+    fn close_connection(&self, connection: u64) {
+        let owned: Vec<String> = lock(&self.queues)
+            .values()
+            .filter(|queue| queue.owner == Some(connection))
+            .map(|queue| queue.spec.name.clone())
+            .collect();
+        for name in owned {
+            self.delete_queue(&name);
+        }
+    }
+
+    fn publish(&self, route: Route<'_>, message: Message) -> Result<(), TransportError> {
+        let (exchange, routing_key, queues): (Arc<str>, Arc<str>, Arc<[Arc<Queue>]>) = match route {
+            Route::Exchange { exchange, routing_key } => {
+                let mut exchanges = lock(&self.exchanges);
+                let exchange = exchanges
+                    .get_mut(exchange)
+                    .ok_or_else(|| TransportError::NotFound { object: format!("exchange `{exchange}`") })?;
+                let (key, queues) = match exchange.routes.get_key_value(routing_key) {
+                    Some((key, queues)) => (Arc::clone(key), Arc::clone(queues)),
+                    None => {
+                        let queues: Arc<[Arc<Queue>]> = exchange
+                            .bindings
+                            .iter()
+                            .filter(|(pattern, _)| topic::matches(pattern, routing_key))
+                            .map(|(_, queue)| Arc::clone(queue))
+                            .collect();
+                        let key: Arc<str> = routing_key.into();
+                        exchange.routes.insert(Arc::clone(&key), Arc::clone(&queues));
+                        (key, queues)
+                    }
+                };
+                (Arc::clone(&exchange.name), key, queues)
+            }
+            Route::Queue(name) => {
+                let queue = lock(&self.queues)
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| TransportError::NotFound { object: format!("queue `{name}`") })?;
+                ("".into(), name.into(), Arc::from([queue]))
+            }
+        };
+        let message = Arc::new(message);
+        if let Some(journal) = lock(&self.journal).as_mut() {
+            journal.push(PublishedMessage {
+                exchange: Arc::clone(&exchange),
+                routing_key: Arc::clone(&routing_key),
+                message: Arc::clone(&message),
+            });
+        }
+        for queue in queues.iter() {
+            queue.enqueue(Entry {
+                seq: 0,
+                message: Arc::clone(&message),
+                exchange: Arc::clone(&exchange),
+                routing_key: Arc::clone(&routing_key),
+                redelivered: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One connection to a [`MemoryBroker`]; implements [`Transport`].
+pub struct MemoryTransport {
+    broker: Arc<Broker>,
+    connection: u64,
+}
+
+impl fmt::Debug for MemoryTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryTransport").field("connection", &self.connection).finish()
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn declare<'a>(&'a self, topology: &'a Topology) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(std::future::ready(self.broker.declare(topology, self.connection)))
+    }
+
+    fn publish<'a>(&'a self, route: Route<'a>, message: Message) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(std::future::ready(self.broker.publish(route, message)))
+    }
+
+    fn consume<'a>(
+        &'a self,
+        queue: &'a QueueSpec,
+        prefetch: u16,
+    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>> {
+        let result = lock(&self.broker.queues)
+            .get(&queue.name)
+            .cloned()
+            .ok_or_else(|| TransportError::NotFound { object: format!("queue `{}`", queue.name) })
+            .and_then(|queue| {
+                if queue.owner.is_some_and(|owner| owner != self.connection) {
+                    return Err(TransportError::Locked { queue: queue.spec.name.clone() });
+                }
+                queue.subscribe(prefetch)
+            })
+            .map(|subscription| Box::new(subscription) as Box<dyn Subscription>);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        self.broker.close_connection(self.connection);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+impl Drop for MemoryTransport {
+    fn drop(&mut self) {
+        self.broker.close_connection(self.connection);
+    }
+}
+
+/// A message as published, recorded by [`MemoryBroker::record_published`].
+#[derive(Debug, Clone)]
+pub struct PublishedMessage {
+    /// The exchange (empty for a publish straight to a queue).
+    pub exchange: Arc<str>,
+    /// The routing key (the queue name for a publish straight to a queue).
+    pub routing_key: Arc<str>,
+    /// The message.
+    pub message: Arc<Message>,
+}
+
+impl PublishedMessage {
+    /// The event, when this message is an `E`.
+    pub fn decode<E: Event>(&self) -> Option<E> {
+        decode(&self.message)
+    }
+}
+
+fn decode<E: Event>(message: &Message) -> Option<E> {
+    (message.event_type == E::NAME).then(|| serde_json::from_slice(&message.body).ok()).flatten()
+}
+
+/// A message sitting in a queue, for inspection.
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    /// The queue.
+    pub queue: Arc<str>,
+    /// The message.
+    pub message: Arc<Message>,
+    /// The routing key it was published with.
+    pub routing_key: Arc<str>,
+    /// Delivered to a consumer and not yet settled.
+    pub in_flight: bool,
+    /// Delivered before without being settled.
+    pub redelivered: bool,
+}
+
+impl QueuedMessage {
+    fn new(queue: &Arc<str>, entry: Entry, in_flight: bool) -> Self {
+        Self {
+            queue: Arc::clone(queue),
+            message: entry.message,
+            routing_key: entry.routing_key,
+            in_flight,
+            redelivered: entry.redelivered,
+        }
+    }
+
+    /// The event, when this message is an `E` that decodes.
+    pub fn decode<E: Event>(&self) -> Option<E> {
+        decode(&self.message)
+    }
+
+    /// Why it was dead-lettered (for messages in dead-letter queues).
+    pub fn reason(&self) -> Option<&str> {
+        self.message.header_text(header::ERROR)
+    }
+
+    /// Which listener dead-lettered it (for messages in dead-letter queues).
+    pub fn listener(&self) -> Option<&str> {
+        self.message.header_text(header::LISTENER)
+    }
+}
+
+impl fmt::Display for QueuedMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.in_flight { "being handled" } else { "waiting" };
+        write!(
+            f,
+            "{} `{}` (message {}, attempt {}) in queue `{}`",
+            state, self.message.event_type, self.message.message_id, self.message.attempt, self.queue
+        )?;
+        if let Some(reason) = self.reason() {
+            write!(f, ": {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One queue's declaration and counts.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    /// How it was declared.
+    pub spec: QueueSpec,
+    /// Messages waiting.
+    pub ready: usize,
+    /// Messages delivered and not yet settled.
+    pub in_flight: usize,
+    /// Active consumers.
+    pub consumers: usize,
+}
+
+/// [`MemoryBroker::settled`] timed out; lists what is still pending.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not settled after {timeout:?}; {} message(s) pending:{}", pending.len(), list(pending))]
+pub struct SettleTimeout {
+    /// How long it waited.
+    pub timeout: Duration,
+    /// What was still pending when it gave up.
+    pub pending: Vec<QueuedMessage>,
+}
+
+fn list(messages: &[QueuedMessage]) -> String {
+    messages.iter().map(|message| format!("\n  - {message}")).collect()
+}

@@ -1,0 +1,97 @@
+//! Names on the wire: validation, queue names, the default service and process id.
+//!
+//! | thing | name |
+//! |---|---|
+//! | routing key | `<event name>` |
+//! | listener queue | `<service>.<event name>.<listener name>` |
+//! | per-process queue | `<service>.<event name>.<listener name>.<process id>` |
+//! | dead-letter queue | `<service>.<event name>.<listener name>.dead_letter` |
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use heck::ToSnakeCase;
+
+/// The exchange used when none is configured.
+pub const DEFAULT_EXCHANGE: &str = "eventing";
+
+/// Suffix of dead-letter queues.
+pub const DEAD_LETTER_SUFFIX: &str = "dead_letter";
+
+/// Checks an event name: dot-separated words of ASCII letters, digits, `_` and `-`.
+///
+/// ```
+/// assert!(eventing::naming::check_event_name("billing.invoice_paid").is_ok());
+/// assert!(eventing::naming::check_event_name("billing.*").is_err());
+/// ```
+pub fn check_event_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("it is empty".into());
+    }
+    for word in name.split('.') {
+        if word.is_empty() {
+            return Err("it has an empty dot-separated word".into());
+        }
+        check_word(word)?;
+    }
+    Ok(())
+}
+
+/// Checks a listener, service or process-id name: one word of ASCII letters, digits, `_`, `-`.
+///
+/// ```
+/// assert!(eventing::naming::check_word("send_welcome_mail").is_ok());
+/// assert!(eventing::naming::check_word("send mail").is_err());
+/// ```
+pub fn check_word(word: &str) -> Result<(), String> {
+    if word.is_empty() {
+        return Err("it is empty".into());
+    }
+    match word.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        Some('*' | '#') => Err("wildcards `*` and `#` are only for bindings".into()),
+        Some(c) if c.is_whitespace() => Err("it contains white space".into()),
+        Some(c) => Err(format!("`{c}` is not allowed (use ASCII letters, digits, `_` and `-`)")),
+        None => Ok(()),
+    }
+}
+
+/// The queue shared by all processes of `service` for one listener.
+///
+/// ```
+/// assert_eq!(eventing::naming::listener_queue("shop", "user_created", "send_welcome_mail"),
+///            "shop.user_created.send_welcome_mail");
+/// ```
+pub fn listener_queue(service: &str, event: &str, listener: &str) -> String {
+    format!("{service}.{event}.{listener}")
+}
+
+/// The exclusive queue of one process for a `per_process` listener.
+pub fn per_process_queue(service: &str, event: &str, listener: &str, process_id: &str) -> String {
+    format!("{service}.{event}.{listener}.{process_id}")
+}
+
+/// The dead-letter queue of a listener (shared by all processes, also for `per_process`).
+pub fn dead_letter_queue(service: &str, event: &str, listener: &str) -> String {
+    format!("{service}.{event}.{listener}.{DEAD_LETTER_SUFFIX}")
+}
+
+/// The default service of a listener: the snake case of the crate that defines it.
+pub fn service_from_crate(crate_name: &str) -> String {
+    crate_name.to_snake_case()
+}
+
+/// A process id that is readable and unique per bus: `<host>-<pid>`, with `-<n>` added
+/// for the second and later bus started in the same process.
+pub fn default_process_id() -> String {
+    static BUSES: AtomicUsize = AtomicUsize::new(0);
+    let host: String = gethostname::gethostname()
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    let host = if host.is_empty() { "host".to_owned() } else { host };
+    let pid = std::process::id();
+    match BUSES.fetch_add(1, Ordering::Relaxed) {
+        0 => format!("{host}-{pid}"),
+        n => format!("{host}-{pid}-{}", n + 1),
+    }
+}

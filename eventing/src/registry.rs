@@ -1,0 +1,245 @@
+//! What `#[event]` and `#[event_listener]` registered, collected through `inventory`
+//! and checked at start.
+
+use std::any::{Any, TypeId, type_name};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::transport::BoxFuture;
+use crate::{Context, Error, Event, FromState, HandlerError, Listener, MissingState, State, naming};
+
+/// Registered by `#[event]`.
+#[doc(hidden)]
+pub struct EventDescriptor {
+    name: &'static str,
+    durable: bool,
+    rust_type: fn() -> &'static str,
+}
+
+impl EventDescriptor {
+    /// Describes event type `E`.
+    pub const fn new<E: Event>() -> Self {
+        Self { name: E::NAME, durable: E::DURABLE, rust_type: type_name::<E> }
+    }
+}
+
+inventory::collect!(EventDescriptor);
+
+/// Whether every process of a service shares a listener's deliveries or each gets all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenerMode {
+    /// One queue per service: the processes are competing consumers (the default).
+    Competing,
+    /// One exclusive queue per process: every running process gets every event.
+    PerProcess,
+}
+
+/// Registered by `#[event_listener]`.
+#[doc(hidden)]
+pub struct ListenerDescriptor {
+    attributes: ListenerAttributes,
+    event: &'static str,
+    durable: bool,
+    rust_type: fn() -> &'static str,
+    event_type: fn() -> &'static str,
+    pub(crate) make_handler: fn(&mut Instances, &State) -> Result<Arc<dyn ErasedHandler>, MissingState>,
+}
+
+/// Attribute settings of one `#[event_listener]`, filled in by the macro.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerAttributes {
+    pub name: &'static str,
+    pub per_process: bool,
+    pub crate_name: &'static str,
+    pub concurrency: u16,
+    pub prefetch: u16,
+}
+
+impl ListenerDescriptor {
+    /// Describes listener `L` of event `E`.
+    pub const fn new<L: Listener<E> + FromState, E: Event>(attributes: ListenerAttributes) -> Self {
+        Self {
+            attributes,
+            event: E::NAME,
+            durable: E::DURABLE,
+            rust_type: type_name::<L>,
+            event_type: type_name::<E>,
+            make_handler: make_handler::<L, E>,
+        }
+    }
+
+    fn info(&self) -> ListenerInfo {
+        let attributes = &self.attributes;
+        ListenerInfo {
+            name: attributes.name,
+            rust_type: (self.rust_type)(),
+            event: self.event,
+            event_type: (self.event_type)(),
+            durable: self.durable,
+            mode: if attributes.per_process { ListenerMode::PerProcess } else { ListenerMode::Competing },
+            crate_name: attributes.crate_name,
+            concurrency: attributes.concurrency,
+            prefetch: attributes.prefetch,
+        }
+    }
+}
+
+inventory::collect!(ListenerDescriptor);
+
+/// One registered event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventInfo {
+    /// Routing name.
+    pub name: &'static str,
+    /// Whether it is durable.
+    pub durable: bool,
+    /// The Rust type's path.
+    pub rust_type: &'static str,
+}
+
+/// One registered listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// The listener name (last part of its queue name).
+    pub name: &'static str,
+    /// The Rust type's path.
+    pub rust_type: &'static str,
+    /// The event it handles.
+    pub event: &'static str,
+    /// The event's Rust type path.
+    pub event_type: &'static str,
+    /// Whether the event is durable.
+    pub durable: bool,
+    /// Competing or per-process.
+    pub mode: ListenerMode,
+    /// The crate that defines it: its snake case is the default service.
+    pub crate_name: &'static str,
+    /// Handler calls in flight at once (0: the builder's default).
+    pub concurrency: u16,
+    /// Deliveries buffered per consumer (0: the builder's default).
+    pub prefetch: u16,
+}
+
+/// Every event and listener linked into this program, checked for clashes.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    events: Vec<EventInfo>,
+    listeners: Vec<RegisteredListener>,
+}
+
+/// A listener's description with the descriptor that builds it.
+#[derive(Clone)]
+pub(crate) struct RegisteredListener {
+    pub(crate) info: ListenerInfo,
+    pub(crate) descriptor: &'static ListenerDescriptor,
+}
+
+impl std::fmt::Debug for RegisteredListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.info.fmt(f)
+    }
+}
+
+impl Registry {
+    /// Collects all registrations; invalid names and duplicate event names are errors
+    /// naming the Rust types.
+    pub fn collect() -> Result<Self, Error> {
+        let mut events: Vec<EventInfo> = Vec::new();
+        let mut by_name: HashMap<&str, &str> = HashMap::new();
+        for event in inventory::iter::<EventDescriptor> {
+            let rust_type = (event.rust_type)();
+            naming::check_event_name(event.name).map_err(|reason| Error::InvalidName {
+                kind: "event",
+                name: event.name.to_owned(),
+                rust_type: rust_type.to_owned(),
+                reason,
+            })?;
+            if let Some(first) = by_name.insert(event.name, rust_type) {
+                let (first, second) = ordered(first, rust_type);
+                return Err(Error::DuplicateEvent { name: event.name.to_owned(), first, second });
+            }
+            events.push(EventInfo { name: event.name, durable: event.durable, rust_type });
+        }
+        events.sort_by_key(|event| event.name);
+
+        let mut listeners: Vec<RegisteredListener> = inventory::iter::<ListenerDescriptor>
+            .into_iter()
+            .map(|descriptor| RegisteredListener { info: descriptor.info(), descriptor })
+            .collect();
+        for listener in &listeners {
+            let info = &listener.info;
+            naming::check_word(info.name).map_err(|reason| Error::InvalidName {
+                kind: "listener",
+                name: info.name.to_owned(),
+                rust_type: info.rust_type.to_owned(),
+                reason,
+            })?;
+        }
+        listeners.sort_by_key(|listener| (listener.info.event, listener.info.name, listener.info.rust_type));
+        Ok(Self { events, listeners })
+    }
+
+    /// The registered events, by name.
+    pub fn events(&self) -> &[EventInfo] {
+        &self.events
+    }
+
+    /// The registered listeners, by event and name.
+    pub fn listeners(&self) -> impl ExactSizeIterator<Item = &ListenerInfo> {
+        self.listeners.iter().map(|listener| &listener.info)
+    }
+
+    pub(crate) fn registered(&self) -> &[RegisteredListener] {
+        &self.listeners
+    }
+}
+
+/// Sorts two type names so error messages do not depend on link order.
+pub(crate) fn ordered(a: &'static str, b: &'static str) -> (&'static str, &'static str) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+/// Listener values built so far, one per Rust type, shared by all its `Listener` impls.
+#[derive(Default)]
+pub(crate) struct Instances {
+    built: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl Instances {
+    fn get_or_build<L: FromState>(&mut self, state: &State) -> Result<Arc<L>, MissingState> {
+        let any = match self.built.entry(TypeId::of::<L>()) {
+            Entry::Occupied(entry) => Arc::clone(entry.get()),
+            Entry::Vacant(entry) => Arc::clone(entry.insert(Arc::new(L::from_state(state)?))),
+        };
+        Ok(any.downcast::<L>().unwrap_or_else(|_| unreachable!("instances are keyed by TypeId")))
+    }
+}
+
+/// A listener with its event type erased: decodes the body, then runs the handler.
+pub(crate) trait ErasedHandler: Send + Sync {
+    fn call(&self, body: &[u8], ctx: Context) -> Result<BoxFuture<'static, Result<(), HandlerError>>, serde_json::Error>;
+}
+
+struct TypedHandler<L, E> {
+    listener: Arc<L>,
+    event: PhantomData<fn() -> E>,
+}
+
+impl<L: Listener<E>, E: Event> ErasedHandler for TypedHandler<L, E> {
+    fn call(&self, body: &[u8], ctx: Context) -> Result<BoxFuture<'static, Result<(), HandlerError>>, serde_json::Error> {
+        let event: E = serde_json::from_slice(body)?;
+        let listener = Arc::clone(&self.listener);
+        Ok(Box::pin(async move { listener.on(event, &ctx).await }))
+    }
+}
+
+fn make_handler<L: Listener<E> + FromState, E: Event>(
+    instances: &mut Instances,
+    state: &State,
+) -> Result<Arc<dyn ErasedHandler>, MissingState> {
+    let listener = instances.get_or_build::<L>(state)?;
+    Ok(Arc::new(TypedHandler::<L, E> { listener, event: PhantomData }))
+}

@@ -1,0 +1,40 @@
+//! From a URL to a transport: `memory://` is built in, other schemes come from linked
+//! transport crates through [`TransportFactory`].
+
+use std::sync::Arc;
+
+use crate::Error;
+use crate::memory::MemoryBroker;
+use crate::transport::{ConnectOptions, Transport, TransportFactory, redact_url};
+
+/// The scheme of the built-in transport.
+const MEMORY: &str = "memory";
+
+pub(crate) async fn connect(url: &str, service: &str, process_id: &str) -> Result<Arc<dyn Transport>, Error> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(Error::InvalidUrl { url: redact_url(url), reason: "expected `<scheme>://...`".into() });
+    };
+    if scheme == MEMORY {
+        let name = rest.trim_end_matches('/');
+        return Ok(Arc::new(MemoryBroker::named(name).transport()));
+    }
+    let Some(factory) = inventory::iter::<TransportFactory>.into_iter().find(|factory| factory.schemes.contains(&scheme))
+    else {
+        return Err(Error::UnknownScheme { scheme: scheme.to_owned(), url: redact_url(url), known: known_schemes().join(", ") });
+    };
+    let options = ConnectOptions { url: url.to_owned(), service: service.to_owned(), process_id: process_id.to_owned() };
+    Ok((factory.connect)(options).await?)
+}
+
+/// Every scheme a URL may use in this program, `memory` first.
+pub(crate) fn known_schemes() -> Vec<&'static str> {
+    let mut schemes = vec![MEMORY];
+    for factory in inventory::iter::<TransportFactory> {
+        for scheme in factory.schemes {
+            if !schemes.contains(scheme) {
+                schemes.push(scheme);
+            }
+        }
+    }
+    schemes
+}

@@ -1,0 +1,178 @@
+//! One listener's consume loop: bounded concurrency, decode, handle, settle, and the
+//! failure path to the dead-letter queue.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::publisher::Publisher;
+use crate::message::{HeaderValue, header, unix_millis};
+use crate::registry::ErasedHandler;
+use crate::transport::{Delivery, Route, Subscription};
+use crate::{Context, ListenerInfo};
+
+/// How long to wait before returning a message whose dead-lettering failed, so a broken
+/// dead-letter queue never turns into a hot loop.
+const DEAD_LETTER_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Everything one listener's deliveries need.
+pub(crate) struct Consumer {
+    pub(crate) info: ListenerInfo,
+    pub(crate) handler: Arc<dyn ErasedHandler>,
+    pub(crate) publisher: Arc<Publisher>,
+    pub(crate) queue: String,
+    pub(crate) dead_letter_queue: String,
+    pub(crate) concurrency: u16,
+}
+
+impl Consumer {
+    /// Consumes until `stop` is cancelled, then stops taking deliveries, returns the ones
+    /// not started to the queue and waits (up to `drain_timeout`) for the ones in flight.
+    pub(crate) async fn run(self: Arc<Self>, mut subscription: Box<dyn Subscription>, stop: CancellationToken, drain_timeout: Duration) {
+        let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
+        let in_flight = TaskTracker::new();
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                next = subscription.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) if self.concurrency == 1 => {
+                    self.handle(delivery).await;
+                    drop(permit);
+                }
+                Some(Ok(delivery)) => {
+                    let consumer = Arc::clone(&self);
+                    in_flight.spawn(async move {
+                        consumer.handle(delivery).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(error)) => {
+                    tracing::error!(listener = self.info.name, queue = %self.queue, %error, "consuming failed");
+                }
+                None => {
+                    if !stop.is_cancelled() {
+                        tracing::error!(listener = self.info.name, queue = %self.queue, "the broker ended the subscription");
+                    }
+                    break;
+                }
+            }
+        }
+        self.drain(subscription, in_flight, drain_timeout).await;
+    }
+
+    async fn drain(&self, mut subscription: Box<dyn Subscription>, in_flight: TaskTracker, timeout: Duration) {
+        if let Err(error) = subscription.cancel().await {
+            tracing::warn!(listener = self.info.name, queue = %self.queue, %error, "cancelling the consumer failed");
+        }
+        while let Some(next) = subscription.next().await {
+            if let Ok(delivery) = next {
+                if let Err(error) = delivery.acker.requeue().await {
+                    tracing::warn!(listener = self.info.name, queue = %self.queue, %error, "returning an unstarted delivery failed");
+                }
+            }
+        }
+        in_flight.close();
+        if tokio::time::timeout(timeout, in_flight.wait()).await.is_err() {
+            tracing::warn!(
+                listener = self.info.name,
+                queue = %self.queue,
+                in_flight = in_flight.len(),
+                ?timeout,
+                "handlers still running at the shutdown deadline; their messages will be redelivered"
+            );
+        }
+    }
+
+    async fn handle(&self, delivery: Delivery) {
+        let message = Arc::clone(&delivery.message);
+        let span = tracing::info_span!(
+            "handle",
+            event = %message.event_type,
+            listener = self.info.name,
+            message_id = %message.message_id,
+            attempt = message.attempt,
+        );
+        async {
+            let ctx = Context::new(Arc::clone(&self.publisher), Arc::clone(&message), self.info.name, delivery.redelivered);
+            let failure = match self.handler.call(&message.body, ctx) {
+                Err(error) => Some(format!("payload does not decode as `{}`: {error}", self.info.event_type)),
+                Ok(handling) => match AssertUnwindSafe(handling).catch_unwind().await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(error.to_string()),
+                    Err(panic) => Some(format!("handler panicked: {}", panic_message(panic.as_ref()))),
+                },
+            };
+            match failure {
+                None => {
+                    tracing::debug!("handled");
+                    if let Err(error) = delivery.acker.ack().await {
+                        tracing::error!(%error, "acknowledging failed; the message will be redelivered");
+                    }
+                }
+                Some(reason) => {
+                    tracing::error!(%reason, dead_letter_queue = %self.dead_letter_queue, "handling failed; dead-lettering");
+                    self.dead_letter(delivery, reason).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Publishes the failed message to the dead-letter queue with the reason, and only
+    /// after the broker confirmed that, acknowledges the original.
+    async fn dead_letter(&self, delivery: Delivery, reason: String) {
+        let now = HeaderValue::Int(unix_millis(SystemTime::now()));
+        let mut message = (*delivery.message).clone();
+        let headers = &mut message.headers;
+        headers.insert(header::ERROR.into(), reason.into());
+        headers.insert(header::LISTENER.into(), self.info.name.into());
+        headers.insert(header::ORIGINAL_QUEUE.into(), self.queue.as_str().into());
+        headers.insert(header::ORIGINAL_EXCHANGE.into(), (*delivery.exchange).into());
+        headers.insert(header::ORIGINAL_ROUTING_KEY.into(), (*delivery.routing_key).into());
+        headers.entry(header::FIRST_FAILURE_AT.into()).or_insert_with(|| now.clone());
+        headers.insert(header::LAST_FAILURE_AT.into(), now);
+        message.persistent = true;
+        match self.publisher.transport().publish(Route::Queue(&self.dead_letter_queue), message).await {
+            Ok(()) => {
+                if let Err(error) = delivery.acker.ack().await {
+                    tracing::error!(%error, "acknowledging a dead-lettered message failed; it may be delivered again");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "dead-lettering failed; returning the message to its queue");
+                tokio::time::sleep(DEAD_LETTER_RETRY_DELAY).await;
+                if let Err(error) = delivery.acker.requeue().await {
+                    tracing::error!(%error, "returning the message failed; the broker redelivers it when the channel closes");
+                }
+            }
+        }
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`, as `panic!` produces).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-text panic payload")
+}

@@ -1,0 +1,342 @@
+//! Configuration, start-up and shutdown: [`builder`], [`Builder`], [`Bus`], [`run`].
+
+mod connect;
+mod consumer;
+mod plan;
+mod publisher;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use self::publisher::Publisher;
+use self::consumer::Consumer;
+use self::plan::{PlanConfig, plan};
+use crate::registry::Instances;
+use crate::transport::{Topology, Transport};
+use crate::{Error, Event, ListenerInfo, Registry, State, naming};
+
+/// The default number of handler calls in flight per listener.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
+
+/// Starts configuring a bus.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), eventing::Error> {
+/// let bus = eventing::builder()
+///     .url("memory://")
+///     .service("shop")
+///     .exchange("acme")
+///     .start()
+///     .await?;
+/// bus.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn builder() -> Builder {
+    Builder::default()
+}
+
+/// Starts the bus configured from the environment and runs it until SIGINT or SIGTERM,
+/// then shuts down gracefully (in-flight handlers finish and are acknowledged).
+///
+/// The transport comes from `EVENTING_URL` (`memory://` when unset); `EVENTING_SERVICE`,
+/// `EVENTING_PROCESS_ID` and `EVENTING_EXCHANGE` override the defaults.
+pub async fn run() -> Result<(), Error> {
+    builder().run().await
+}
+
+type ListenerFilter = Box<dyn Fn(&ListenerInfo) -> bool + Send + Sync>;
+
+/// Configures and starts a [`Bus`]. Every setting has a default; see [`builder`].
+pub struct Builder {
+    url: Option<String>,
+    transport: Option<Arc<dyn Transport>>,
+    exchange: Option<String>,
+    service: Option<String>,
+    process_id: Option<String>,
+    state: State,
+    concurrency: u16,
+    prefetch: Option<u16>,
+    idle_queue_expiry: Duration,
+    shutdown_timeout: Duration,
+    include: ListenerFilter,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            url: None,
+            transport: None,
+            exchange: None,
+            service: None,
+            process_id: None,
+            state: State::default(),
+            concurrency: DEFAULT_CONCURRENCY,
+            prefetch: None,
+            idle_queue_expiry: Duration::from_secs(30 * 60),
+            shutdown_timeout: Duration::from_secs(30),
+            include: Box::new(|_| true),
+        }
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("url", &self.url.as_deref().map(crate::transport::redact_url))
+            .field("exchange", &self.exchange)
+            .field("service", &self.service)
+            .field("process_id", &self.process_id)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// The broker URL; its scheme picks the transport (`memory://`, or `amqp://` and
+    /// `amqps://` with `eventing-amqp` linked). Default: `EVENTING_URL`, else `memory://`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// A transport picked in code, e.g. [`MemoryBroker::transport`](crate::memory::MemoryBroker::transport).
+    /// Takes precedence over [`url`](Self::url).
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Some(Arc::new(transport));
+        self
+    }
+
+    /// The topic exchange (default `eventing`, or `EVENTING_EXCHANGE`).
+    pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.exchange = Some(exchange.into());
+        self
+    }
+
+    /// The service name: first part of every queue name and the `app_id` of published
+    /// messages. Default: `EVENTING_SERVICE`, else each listener's crate name in snake case.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// This process's id, the last part of `per_process` queue names.
+    /// Default: `EVENTING_PROCESS_ID`, else `<host>-<pid>`.
+    pub fn process_id(mut self, process_id: impl Into<String>) -> Self {
+        self.process_id = Some(process_id.into());
+        self
+    }
+
+    /// Gives listeners a value to build from (see [`FromState`](crate::FromState)).
+    /// One value per type; a later one replaces an earlier one.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Handler calls in flight at once per listener, unless the listener's attribute says
+    /// otherwise (default 16; 1 handles one message at a time, in queue order).
+    pub fn concurrency(mut self, concurrency: u16) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Deliveries buffered per consumer, unless the listener's attribute says otherwise
+    /// (default: twice the concurrency; never less than the concurrency).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = Some(prefetch);
+        self
+    }
+
+    /// How long the broker keeps an unused shared queue of a non-durable event (default 30 min).
+    pub fn idle_queue_expiry(mut self, expiry: Duration) -> Self {
+        self.idle_queue_expiry = expiry;
+        self
+    }
+
+    /// How long [`Bus::shutdown`] waits for in-flight handlers (default 30 s); messages of
+    /// handlers still running then are redelivered later.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Starts only the listeners for which `include` returns true (default: all).
+    pub fn listeners(mut self, include: impl Fn(&ListenerInfo) -> bool + Send + Sync + 'static) -> Self {
+        self.include = Box::new(include);
+        self
+    }
+
+    /// Collects registrations, builds listeners, connects, declares the topology and starts
+    /// consuming. Fails naming the culprit on duplicate names, missing listener state, a
+    /// bad URL or an unreachable broker.
+    pub async fn start(self) -> Result<Bus, Error> {
+        let registry = Registry::collect()?;
+        let exchange = self.exchange.or_else(|| env("EVENTING_EXCHANGE")).unwrap_or_else(|| naming::DEFAULT_EXCHANGE.into());
+        let service = self.service.or_else(|| env("EVENTING_SERVICE"));
+        let process_id = self.process_id.or_else(|| env("EVENTING_PROCESS_ID")).unwrap_or_else(naming::default_process_id);
+        let plan = plan(
+            &registry,
+            &PlanConfig {
+                exchange: &exchange,
+                service: service.as_deref(),
+                process_id: &process_id,
+                concurrency: self.concurrency,
+                prefetch: self.prefetch,
+                idle_queue_expiry: self.idle_queue_expiry,
+                include: &self.include,
+            },
+        )?;
+
+        let mut instances = Instances::default();
+        let mut handlers = Vec::with_capacity(plan.listeners.len());
+        for listener in &plan.listeners {
+            let registered = &listener.registered;
+            let handler = (registered.descriptor.make_handler)(&mut instances, &self.state)
+                .map_err(|source| Error::MissingState { listener: registered.info.rust_type, source })?;
+            handlers.push(handler);
+        }
+
+        let app_id: Arc<str> = service.clone().unwrap_or_else(default_app_id).into();
+        let transport = match self.transport {
+            Some(transport) => transport,
+            None => {
+                let url = self.url.or_else(|| env("EVENTING_URL")).unwrap_or_else(|| "memory://".into());
+                connect::connect(&url, &app_id, &process_id).await?
+            }
+        };
+        transport.declare(&plan.topology).await.map_err(|source| Error::Declare { source })?;
+
+        let publisher = Arc::new(Publisher::new(Arc::clone(&transport), exchange, app_id));
+        let stop = CancellationToken::new();
+        let mut consumers = Vec::with_capacity(plan.listeners.len());
+        for (listener, handler) in plan.listeners.iter().zip(handlers) {
+            let info = listener.registered.info;
+            let subscription = match transport.consume(&listener.queue, listener.prefetch).await {
+                Ok(subscription) => subscription,
+                Err(source) => {
+                    stop.cancel();
+                    return Err(Error::Consume { listener: info.rust_type, queue: listener.queue.name.clone(), source });
+                }
+            };
+            let consumer = Arc::new(Consumer {
+                info: listener.registered.info,
+                handler,
+                publisher: Arc::clone(&publisher),
+                queue: listener.queue.name.clone(),
+                dead_letter_queue: listener.dead_letter.name.clone(),
+                concurrency: listener.concurrency,
+            });
+            tracing::info!(
+                listener = info.name,
+                event = info.event,
+                queue = %listener.queue.name,
+                concurrency = listener.concurrency,
+                prefetch = listener.prefetch,
+                "listening"
+            );
+            consumers.push(tokio::spawn(consumer.run(subscription, stop.child_token(), self.shutdown_timeout)));
+        }
+        Ok(Bus {
+            shared: Arc::new(Shared { publisher, stop, consumers: Mutex::new(consumers), topology: plan.topology, process_id }),
+        })
+    }
+
+    /// [`start`](Self::start)s the bus, waits for SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn run(self) -> Result<(), Error> {
+        let bus = self.start().await?;
+        let signal = shutdown_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        bus.shutdown().await?;
+        signal
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// The executable's name, for the `app_id` of a bus without a configured service.
+fn default_app_id() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "eventing".into())
+}
+
+#[cfg(unix)]
+async fn shutdown_signal() -> Result<(), Error> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.map_err(Error::Signal),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() -> Result<(), Error> {
+    tokio::signal::ctrl_c().await.map_err(Error::Signal)
+}
+
+/// A running bus: publish events, then [`shutdown`](Self::shutdown). Clones share the bus.
+#[derive(Clone)]
+pub struct Bus {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    publisher: Arc<Publisher>,
+    stop: CancellationToken,
+    consumers: Mutex<Vec<JoinHandle<()>>>,
+    topology: Topology,
+    process_id: String,
+}
+
+impl Bus {
+    /// Publishes an event and returns once the broker confirmed it. The message starts a
+    /// new causal chain (its correlation id is its own message id).
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<(), Error> {
+        self.shared.publisher.publish(event, None).await.map(drop)
+    }
+
+    /// Stops taking deliveries, returns unstarted ones to their queues, waits for handlers
+    /// in flight to finish and be acknowledged, then closes the connection. Calling it
+    /// again, or from a clone, does nothing more.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.shared.stop.cancel();
+        let consumers = std::mem::take(&mut *self.shared.consumers.lock().unwrap_or_else(PoisonError::into_inner));
+        if consumers.is_empty() && self.shared.publisher.is_closed() {
+            return Ok(());
+        }
+        for consumer in consumers {
+            if let Err(error) = consumer.await {
+                tracing::error!(%error, "a consumer task failed during shutdown");
+            }
+        }
+        self.shared.publisher.close();
+        self.shared.publisher.transport().close().await?;
+        tracing::info!("bus shut down");
+        Ok(())
+    }
+
+    /// What this bus declared.
+    pub fn topology(&self) -> &Topology {
+        &self.shared.topology
+    }
+
+    /// This bus's process id (the suffix of its `per_process` queues).
+    pub fn process_id(&self) -> &str {
+        &self.shared.process_id
+    }
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("process_id", &self.shared.process_id).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,117 @@
+//! From registrations and configuration to queue names, topology and listener settings.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::registry::{RegisteredListener, ordered};
+use crate::transport::{BindingSpec, QueueLifetime, QueueRole, QueueSpec, Topology};
+use crate::{Error, ListenerMode, Registry, naming};
+
+/// Configuration that decides names and limits.
+pub(crate) struct PlanConfig<'a> {
+    pub(crate) exchange: &'a str,
+    pub(crate) service: Option<&'a str>,
+    pub(crate) process_id: &'a str,
+    pub(crate) concurrency: u16,
+    pub(crate) prefetch: Option<u16>,
+    pub(crate) idle_queue_expiry: Duration,
+    pub(crate) include: &'a dyn Fn(&crate::ListenerInfo) -> bool,
+}
+
+/// One listener, ready to consume.
+pub(crate) struct PlannedListener {
+    pub(crate) registered: RegisteredListener,
+    pub(crate) queue: QueueSpec,
+    pub(crate) dead_letter: QueueSpec,
+    pub(crate) concurrency: u16,
+    pub(crate) prefetch: u16,
+}
+
+pub(crate) struct Plan {
+    pub(crate) topology: Topology,
+    pub(crate) listeners: Vec<PlannedListener>,
+}
+
+pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan, Error> {
+    if let Some(service) = config.service {
+        check(naming::check_word(service), "service", service, "the builder or EVENTING_SERVICE")?;
+    }
+    check(naming::check_word(config.process_id), "process id", config.process_id, "the builder or EVENTING_PROCESS_ID")?;
+    check(naming::check_event_name(config.exchange), "exchange", config.exchange, "the builder or EVENTING_EXCHANGE")?;
+
+    let mut topology = Topology { exchanges: vec![config.exchange.to_owned()], ..Topology::default() };
+    let mut listeners = Vec::new();
+    let mut owners: HashMap<String, &'static str> = HashMap::new();
+    for registered in registry.registered() {
+        let info = &registered.info;
+        if !(config.include)(info) {
+            continue;
+        }
+        let service = match config.service {
+            Some(service) => service.to_owned(),
+            None => {
+                let service = naming::service_from_crate(info.crate_name);
+                check(naming::check_word(&service), "service", &service, info.rust_type)?;
+                service
+            }
+        };
+        let shared_name = naming::listener_queue(&service, info.event, info.name);
+        if let Some(first) = owners.insert(shared_name.clone(), info.rust_type) {
+            let (first, second) = ordered(first, info.rust_type);
+            return Err(Error::DuplicateListener {
+                listener: info.name.to_owned(),
+                event: info.event.to_owned(),
+                queue: shared_name,
+                first,
+                second,
+            });
+        }
+        let queue = match (info.mode, info.durable) {
+            (ListenerMode::PerProcess, _) => QueueSpec {
+                name: naming::per_process_queue(&service, info.event, info.name, config.process_id),
+                lifetime: QueueLifetime::Exclusive,
+                role: QueueRole::Listener,
+            },
+            (ListenerMode::Competing, true) => {
+                QueueSpec { name: shared_name, lifetime: QueueLifetime::Durable, role: QueueRole::Listener }
+            }
+            (ListenerMode::Competing, false) => QueueSpec {
+                name: shared_name,
+                lifetime: QueueLifetime::Expiring { idle: config.idle_queue_expiry },
+                role: QueueRole::Listener,
+            },
+        };
+        let dead_letter = QueueSpec {
+            name: naming::dead_letter_queue(&service, info.event, info.name),
+            lifetime: QueueLifetime::Durable,
+            role: QueueRole::DeadLetter,
+        };
+        let concurrency = if info.concurrency == 0 { config.concurrency } else { info.concurrency };
+        if concurrency == 0 {
+            return Err(Error::InvalidListenerConfig {
+                listener: info.rust_type,
+                event: info.event,
+                reason: "concurrency must be at least 1".into(),
+            });
+        }
+        let prefetch = match (info.prefetch, config.prefetch) {
+            (0, None) => concurrency.saturating_mul(2),
+            (0, Some(prefetch)) => prefetch,
+            (prefetch, _) => prefetch,
+        }
+        .max(concurrency);
+        topology.bindings.push(BindingSpec {
+            exchange: config.exchange.to_owned(),
+            pattern: info.event.to_owned(),
+            queue: queue.name.clone(),
+        });
+        topology.queues.push(queue.clone());
+        topology.queues.push(dead_letter.clone());
+        listeners.push(PlannedListener { registered: registered.clone(), queue, dead_letter, concurrency, prefetch });
+    }
+    Ok(Plan { topology, listeners })
+}
+
+fn check(result: Result<(), String>, kind: &'static str, name: &str, origin: &str) -> Result<(), Error> {
+    result.map_err(|reason| Error::InvalidName { kind, name: name.to_owned(), rust_type: origin.to_owned(), reason })
+}

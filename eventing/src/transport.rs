@@ -1,0 +1,276 @@
+//! The seam between the runtime and a broker: declare topology, publish with confirms,
+//! consume with per-consumer prefetch, settle deliveries.
+//!
+//! The in-memory broker ([`crate::memory`]) and the RabbitMQ transport (`eventing-amqp`)
+//! implement [`Transport`]; the runtime only ever talks to this trait, so both run the
+//! same code above it. Third-party transports register a URL scheme with
+//! [`TransportFactory`] through `inventory`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+
+use crate::message::Message;
+
+/// A boxed, `Send` future: what the object-safe [`Transport`] methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A boxed error with no more structure than its text and source chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A broker connection as the runtime sees it.
+pub trait Transport: Send + Sync + 'static {
+    /// Declares exchanges, queues and bindings. Declaring what already exists with the
+    /// same arguments is harmless; a queue that exists with other arguments is an error.
+    fn declare<'a>(&'a self, topology: &'a Topology) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Publishes one message and resolves only after the broker confirmed it.
+    fn publish<'a>(&'a self, route: Route<'a>, message: Message) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Starts consuming `queue` with at most `prefetch` unsettled deliveries.
+    fn consume<'a>(
+        &'a self,
+        queue: &'a QueueSpec,
+        prefetch: u16,
+    ) -> BoxFuture<'a, Result<Box<dyn Subscription>, TransportError>>;
+
+    /// Closes the connection; unsettled deliveries go back to their queues.
+    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>>;
+}
+
+/// A stream of deliveries from one queue.
+pub trait Subscription: Stream<Item = Result<Delivery, TransportError>> + Send + Unpin {
+    /// Stops new deliveries. The stream then yields what was already delivered to this
+    /// consumer and ends; those deliveries are still to be settled.
+    fn cancel(&mut self) -> BoxFuture<'_, Result<(), TransportError>>;
+}
+
+/// Settles deliveries on the channel they came from.
+pub trait Settle: Send + Sync + 'static {
+    /// Acknowledges the delivery with this tag.
+    fn ack(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>>;
+    /// Returns the delivery with this tag to its queue (marked redelivered).
+    fn requeue(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>>;
+}
+
+/// Where a message is published.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
+    /// Through a topic exchange with a routing key.
+    Exchange {
+        /// The exchange name.
+        exchange: &'a str,
+        /// The routing key (the event name).
+        routing_key: &'a str,
+    },
+    /// Straight into one queue (AMQP's default exchange).
+    Queue(&'a str),
+}
+
+/// One message delivered to a consumer, to be settled exactly once.
+pub struct Delivery {
+    /// The message.
+    pub message: Arc<Message>,
+    /// The exchange it was published to (empty for a direct-to-queue publish).
+    pub exchange: Arc<str>,
+    /// The routing key it was published with.
+    pub routing_key: Arc<str>,
+    /// Whether the broker delivered it before (to a consumer that did not settle it).
+    pub redelivered: bool,
+    /// Settles this delivery.
+    pub acker: Acker,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message_id", &self.message.message_id)
+            .field("event_type", &self.message.event_type)
+            .field("routing_key", &self.routing_key)
+            .field("redelivered", &self.redelivered)
+            .field("tag", &self.acker.tag)
+            .finish()
+    }
+}
+
+/// The handle that settles one delivery.
+pub struct Acker {
+    channel: Arc<dyn Settle>,
+    tag: u64,
+}
+
+impl Acker {
+    /// An acker for delivery `tag` on `channel`.
+    pub fn new(channel: Arc<dyn Settle>, tag: u64) -> Self {
+        Self { channel, tag }
+    }
+
+    /// Acknowledges the delivery: the broker forgets the message.
+    pub async fn ack(self) -> Result<(), TransportError> {
+        self.channel.ack(self.tag).await
+    }
+
+    /// Returns the delivery to its queue.
+    pub async fn requeue(self) -> Result<(), TransportError> {
+        self.channel.requeue(self.tag).await
+    }
+}
+
+/// Everything the runtime declares: one topic exchange, queues and their bindings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Topology {
+    /// Durable topic exchanges.
+    pub exchanges: Vec<String>,
+    /// Queues, listener queues first, each followed by the queues that serve it.
+    pub queues: Vec<QueueSpec>,
+    /// Bindings of queues to exchanges.
+    pub bindings: Vec<BindingSpec>,
+}
+
+/// A queue to declare.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct QueueSpec {
+    /// The queue's name.
+    pub name: String,
+    /// How long the queue lives.
+    pub lifetime: QueueLifetime,
+    /// What the queue is for.
+    pub role: QueueRole,
+}
+
+/// How long a queue lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueLifetime {
+    /// Survives broker restarts (durable events, dead letters).
+    Durable,
+    /// Durable declaration with an idle expiry: the form RabbitMQ 4.x accepts for shared
+    /// queues of non-durable events (transient non-exclusive queues are deprecated).
+    Expiring {
+        /// How long the queue may stay unused before the broker deletes it.
+        idle: Duration,
+    },
+    /// Owned by one connection and deleted with it (per-process listeners).
+    Exclusive,
+}
+
+/// What a queue is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueueRole {
+    /// A listener consumes it.
+    Listener,
+    /// Holds failed messages for operators: no consumer; not part of "pending" work.
+    DeadLetter,
+}
+
+/// A binding of a queue to a topic exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BindingSpec {
+    /// The exchange.
+    pub exchange: String,
+    /// The topic pattern (`user_created`, `billing.*`, `#`).
+    pub pattern: String,
+    /// The queue.
+    pub queue: String,
+}
+
+/// Settings a transport factory gets from the builder.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// The URL as configured (may contain credentials: never log it, use [`redact_url`]).
+    pub url: String,
+    /// The service name, for the connection name.
+    pub service: String,
+    /// The process id, for the connection name.
+    pub process_id: String,
+}
+
+/// A transport that a URL scheme selects; submit one with `inventory::submit!` from a
+/// transport crate (as `eventing-amqp` does for `amqp` and `amqps`).
+pub struct TransportFactory {
+    /// The URL schemes this factory serves, without `://`.
+    pub schemes: &'static [&'static str],
+    /// Connects.
+    pub connect: fn(ConnectOptions) -> BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>>,
+}
+
+inventory::collect!(TransportFactory);
+
+/// The URL with any password replaced by `***`, for errors and logs.
+///
+/// ```
+/// assert_eq!(
+///     eventing::transport::redact_url("amqp://guest:secret@host:5672/%2f"),
+///     "amqp://guest:***@host:5672/%2f"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// A transport failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The broker could not be reached or refused the connection.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The redacted URL.
+        url: String,
+        /// Which part was wrong (host, port, vhost, credentials) and the cause.
+        reason: String,
+    },
+    /// A queue or exchange exists with other arguments than ours.
+    #[error("{object} exists with different arguments: {reason}")]
+    Conflict {
+        /// `queue \`name\`` or `exchange \`name\``.
+        object: String,
+        /// What differs.
+        reason: String,
+    },
+    /// An exclusive queue is owned by another connection.
+    #[error("queue `{queue}` is exclusive to another connection (is another process using the same process id?)")]
+    Locked {
+        /// The queue.
+        queue: String,
+    },
+    /// A queue or exchange that was expected to exist does not.
+    #[error("{object} does not exist")]
+    NotFound {
+        /// `queue \`name\`` or `exchange \`name\``.
+        object: String,
+    },
+    /// The broker refused a published message (negative confirm or return).
+    #[error("the broker rejected the message: {reason}")]
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+    /// The connection or channel is closed.
+    #[error("the connection is closed")]
+    Closed,
+    /// Any other broker or I/O failure.
+    #[error("{context}: {source}")]
+    Other {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+}
