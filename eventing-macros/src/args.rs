@@ -104,9 +104,11 @@ fn parse_one(meta: &ParseNestedMeta<'_>, keys: &Keys, parsed: &mut Args) -> syn:
         }
         Value::Flag
     } else if keys.strings.contains(&key.as_str()) {
-        Value::Str(meta.value()?.parse::<LitStr>().map_err(|error| {
-            syn::Error::new(error.span(), format!("`{key}` takes a string: `{key} = \"...\"`"))
-        })?)
+        Value::Str(
+            meta.value()?
+                .parse::<LitStr>()
+                .map_err(|error| syn::Error::new(error.span(), format!("`{key}` takes a string: `{key} = \"...\"`")))?,
+        )
     } else if keys.integers.contains(&key.as_str()) {
         let lit = meta
             .value()?

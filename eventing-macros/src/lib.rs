@@ -15,12 +15,30 @@ use proc_macro::TokenStream;
 /// Keys: `name = "..."` (default: the type name in snake case), `durable`.
 #[proc_macro_attribute]
 pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
-    event::expand(args.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+    with_item_on_error(event::expand, args, item)
 }
 
 /// Registers an `impl Listener<E> for T`. Keys: `name = "..."` (default: the type name in
 /// snake case), `per_process`, `concurrency = N`, `prefetch = N`.
 #[proc_macro_attribute]
 pub fn event_listener(args: TokenStream, item: TokenStream) -> TokenStream {
-    listener::expand(args.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+    with_item_on_error(listener::expand, args, item)
+}
+
+/// Expands; on error, keeps the item as written next to the errors, so the rest of the
+/// crate still sees the type and one mistake does not cascade into many.
+fn with_item_on_error(
+    expand: fn(proc_macro2::TokenStream, proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStream>,
+    args: TokenStream,
+    item: TokenStream,
+) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    match expand(args.into(), item.clone()) {
+        Ok(expanded) => expanded.into(),
+        Err(error) => {
+            let mut output = item;
+            output.extend(error.into_compile_error());
+            output.into()
+        }
+    }
 }

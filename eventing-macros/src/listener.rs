@@ -84,7 +84,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
 /// The `E` of `impl Listener<E> for T`.
 fn listened_event(imp: &ItemImpl) -> syn::Result<&Type> {
     let wrong = |span| {
-        syn::Error::new(span, "#[event_listener] goes on an `impl eventing::Listener<E> for T` block, where E is an #[event] type")
+        syn::Error::new(
+            span,
+            "#[event_listener] goes on an `impl eventing::Listener<E> for T` block, where E is an #[event] type",
+        )
     };
     let Some((_, path, _)) = &imp.trait_ else {
         return Err(wrong(imp.self_ty.span()));
@@ -119,7 +122,9 @@ fn check_on(imp: &ItemImpl, errors: &mut Errors) {
         match sig.inputs.first() {
             Some(FnArg::Receiver(receiver)) if receiver.reference.is_some() && receiver.mutability.is_none() => {}
             Some(first) => errors.push(syn::Error::new(first.span(), format!("`on` takes `&self`: `{SIGNATURE}`"))),
-            None => errors.push(syn::Error::new(sig.paren_token.span.join(), format!("`on` takes `&self`: `{SIGNATURE}`"))),
+            None => {
+                errors.push(syn::Error::new(sig.paren_token.span.join(), format!("`on` takes `&self`: `{SIGNATURE}`")))
+            }
         }
         if sig.inputs.len() != 3 {
             errors.push(syn::Error::new(

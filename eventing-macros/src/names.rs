@@ -7,7 +7,11 @@ pub(crate) fn check_event_name(name: &str) -> Result<(), String> {
         return Err("an event name cannot be empty".into());
     }
     name.split('.').try_for_each(|word| {
-        if word.is_empty() { Err("an event name cannot have an empty dot-separated word".into()) } else { check_word(word) }
+        if word.is_empty() {
+            Err("an event name cannot have an empty dot-separated word".into())
+        } else {
+            check_word(word)
+        }
     })
 }
 

@@ -35,7 +35,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub(crate) fn new(publisher: Arc<Publisher>, message: Arc<Message>, listener: &'static str, redelivered: bool) -> Self {
+    pub(crate) fn new(
+        publisher: Arc<Publisher>,
+        message: Arc<Message>,
+        listener: &'static str,
+        redelivered: bool,
+    ) -> Self {
         Self { publisher, message, listener, redelivered }
     }
 

@@ -90,9 +90,6 @@ impl fmt::Display for HandlerError {
 
 impl fmt::Debug for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HandlerError")
-            .field("permanent", &self.permanent)
-            .field("source", &self.source)
-            .finish()
+        f.debug_struct("HandlerError").field("permanent", &self.permanent).field("source", &self.source).finish()
     }
 }

@@ -57,7 +57,7 @@ pub mod __private;
 
 pub use context::Context;
 pub use error::Error;
-pub use event::Event;
+pub use event::{Event, Payload};
 pub use eventing_macros::{event, event_listener};
 pub use handler_error::HandlerError;
 pub use listener::{FromState, Listener};

@@ -220,7 +220,11 @@ impl Instances {
 
 /// A listener with its event type erased: decodes the body, then runs the handler.
 pub(crate) trait ErasedHandler: Send + Sync {
-    fn call(&self, body: &[u8], ctx: Context) -> Result<BoxFuture<'static, Result<(), HandlerError>>, serde_json::Error>;
+    fn call(
+        &self,
+        body: &[u8],
+        ctx: Context,
+    ) -> Result<BoxFuture<'static, Result<(), HandlerError>>, serde_json::Error>;
 }
 
 struct TypedHandler<L, E> {
@@ -229,7 +233,11 @@ struct TypedHandler<L, E> {
 }
 
 impl<L: Listener<E>, E: Event> ErasedHandler for TypedHandler<L, E> {
-    fn call(&self, body: &[u8], ctx: Context) -> Result<BoxFuture<'static, Result<(), HandlerError>>, serde_json::Error> {
+    fn call(
+        &self,
+        body: &[u8],
+        ctx: Context,
+    ) -> Result<BoxFuture<'static, Result<(), HandlerError>>, serde_json::Error> {
         let event: E = serde_json::from_slice(body)?;
         let listener = Arc::clone(&self.listener);
         Ok(Box::pin(async move { listener.on(event, &ctx).await }))

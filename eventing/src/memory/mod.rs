@@ -115,7 +115,9 @@ impl MemoryBroker {
                 idle.await;
             }
         };
-        tokio::time::timeout(timeout, wait).await.map_err(|_| SettleTimeout { timeout, pending: self.pending_messages() })
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| SettleTimeout { timeout, pending: self.pending_messages() })
     }
 
     /// A snapshot of every message still pending in listener queues.
@@ -142,11 +144,7 @@ impl MemoryBroker {
             .cloned()
             .ok_or_else(|| TransportError::NotFound { object: format!("queue `{queue}`") })?;
         let name: Arc<str> = queue.spec.name.as_str().into();
-        Ok(queue
-            .take_ready(limit)
-            .into_iter()
-            .map(|entry| QueuedMessage::new(&name, entry, false))
-            .collect())
+        Ok(queue.take_ready(limit).into_iter().map(|entry| QueuedMessage::new(&name, entry, false)).collect())
     }
 
     /// Every queue with its counts, by name.
@@ -164,7 +162,8 @@ impl MemoryBroker {
     }
 
     fn queue_messages(&self, select: impl Fn(&Queue) -> bool) -> Vec<QueuedMessage> {
-        let mut queues: Vec<Arc<Queue>> = lock(&self.inner.queues).values().filter(|queue| select(queue)).cloned().collect();
+        let mut queues: Vec<Arc<Queue>> =
+            lock(&self.inner.queues).values().filter(|queue| select(queue)).cloned().collect();
         queues.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         queues.iter().flat_map(|queue| snapshot(queue)).collect()
     }
@@ -196,7 +195,9 @@ impl Broker {
         {
             let mut exchanges = lock(&self.exchanges);
             for name in &topology.exchanges {
-                exchanges.entry(name.clone()).or_insert_with(|| Exchange { name: name.as_str().into(), ..Exchange::default() });
+                exchanges
+                    .entry(name.clone())
+                    .or_insert_with(|| Exchange { name: name.as_str().into(), ..Exchange::default() });
             }
         }
         for spec in &topology.queues {

@@ -148,11 +148,7 @@ impl Queue {
         let leftovers;
         {
             let mut state = lock(&self.state);
-            let slot = state
-                .consumers
-                .iter_mut()
-                .find(|slot| slot.id == consumer)
-                .ok_or(TransportError::Closed)?;
+            let slot = state.consumers.iter_mut().find(|slot| slot.id == consumer).ok_or(TransportError::Closed)?;
             let Some(mut entry) = slot.unacked.remove(&tag) else {
                 return Err(TransportError::Other {
                     context: format!("settling delivery {tag} on queue `{}`", self.spec.name),

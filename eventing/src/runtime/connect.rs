@@ -18,11 +18,17 @@ pub(crate) async fn connect(url: &str, service: &str, process_id: &str) -> Resul
         let name = rest.trim_end_matches('/');
         return Ok(Arc::new(MemoryBroker::named(name).transport()));
     }
-    let Some(factory) = inventory::iter::<TransportFactory>.into_iter().find(|factory| factory.schemes.contains(&scheme))
+    let Some(factory) =
+        inventory::iter::<TransportFactory>.into_iter().find(|factory| factory.schemes.contains(&scheme))
     else {
-        return Err(Error::UnknownScheme { scheme: scheme.to_owned(), url: redact_url(url), known: known_schemes().join(", ") });
+        return Err(Error::UnknownScheme {
+            scheme: scheme.to_owned(),
+            url: redact_url(url),
+            known: known_schemes().join(", "),
+        });
     };
-    let options = ConnectOptions { url: url.to_owned(), service: service.to_owned(), process_id: process_id.to_owned() };
+    let options =
+        ConnectOptions { url: url.to_owned(), service: service.to_owned(), process_id: process_id.to_owned() };
     Ok((factory.connect)(options).await?)
 }
 

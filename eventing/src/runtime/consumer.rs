@@ -35,7 +35,12 @@ pub(crate) struct Consumer {
 impl Consumer {
     /// Consumes until `stop` is cancelled, then stops taking deliveries, returns the ones
     /// not started to the queue and waits (up to `drain_timeout`) for the ones in flight.
-    pub(crate) async fn run(self: Arc<Self>, mut subscription: Box<dyn Subscription>, stop: CancellationToken, drain_timeout: Duration) {
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        mut subscription: Box<dyn Subscription>,
+        stop: CancellationToken,
+        drain_timeout: Duration,
+    ) {
         let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
         let in_flight = TaskTracker::new();
         loop {

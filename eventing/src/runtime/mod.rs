@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use self::publisher::Publisher;
 use self::consumer::Consumer;
 use self::plan::{PlanConfig, plan};
+pub(crate) use self::publisher::Publisher;
 use crate::registry::Instances;
 use crate::transport::{Topology, Transport};
 use crate::{Error, Event, ListenerInfo, Registry, State, naming};
@@ -176,9 +176,11 @@ impl Builder {
     /// bad URL or an unreachable broker.
     pub async fn start(self) -> Result<Bus, Error> {
         let registry = Registry::collect()?;
-        let exchange = self.exchange.or_else(|| env("EVENTING_EXCHANGE")).unwrap_or_else(|| naming::DEFAULT_EXCHANGE.into());
+        let exchange =
+            self.exchange.or_else(|| env("EVENTING_EXCHANGE")).unwrap_or_else(|| naming::DEFAULT_EXCHANGE.into());
         let service = self.service.or_else(|| env("EVENTING_SERVICE"));
-        let process_id = self.process_id.or_else(|| env("EVENTING_PROCESS_ID")).unwrap_or_else(naming::default_process_id);
+        let process_id =
+            self.process_id.or_else(|| env("EVENTING_PROCESS_ID")).unwrap_or_else(naming::default_process_id);
         let plan = plan(
             &registry,
             &PlanConfig {
@@ -220,7 +222,11 @@ impl Builder {
                 Ok(subscription) => subscription,
                 Err(source) => {
                     stop.cancel();
-                    return Err(Error::Consume { listener: info.rust_type, queue: listener.queue.name.clone(), source });
+                    return Err(Error::Consume {
+                        listener: info.rust_type,
+                        queue: listener.queue.name.clone(),
+                        source,
+                    });
                 }
             };
             let consumer = Arc::new(Consumer {
@@ -242,7 +248,13 @@ impl Builder {
             consumers.push(tokio::spawn(consumer.run(subscription, stop.child_token(), self.shutdown_timeout)));
         }
         Ok(Bus {
-            shared: Arc::new(Shared { publisher, stop, consumers: Mutex::new(consumers), topology: plan.topology, process_id }),
+            shared: Arc::new(Shared {
+                publisher,
+                stop,
+                consumers: Mutex::new(consumers),
+                topology: plan.topology,
+                process_id,
+            }),
         })
     }
 

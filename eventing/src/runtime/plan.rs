@@ -36,7 +36,12 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
     if let Some(service) = config.service {
         check(naming::check_word(service), "service", service, "the builder or EVENTING_SERVICE")?;
     }
-    check(naming::check_word(config.process_id), "process id", config.process_id, "the builder or EVENTING_PROCESS_ID")?;
+    check(
+        naming::check_word(config.process_id),
+        "process id",
+        config.process_id,
+        "the builder or EVENTING_PROCESS_ID",
+    )?;
     check(naming::check_event_name(config.exchange), "exchange", config.exchange, "the builder or EVENTING_EXCHANGE")?;
 
     let mut topology = Topology { exchanges: vec![config.exchange.to_owned()], ..Topology::default() };

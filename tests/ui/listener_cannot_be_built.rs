@@ -1,0 +1,21 @@
+use eventing::{event, event_listener, Context, HandlerError, Listener};
+use serde::{Deserialize, Serialize};
+
+#[event]
+#[derive(Serialize, Deserialize)]
+pub struct UserCreated {
+    pub user_id: u64,
+}
+
+pub struct NeedsADatabase {
+    pub url: String,
+}
+
+#[event_listener]
+impl Listener<UserCreated> for NeedsADatabase {
+    async fn on(&self, _event: UserCreated, _ctx: &Context) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+fn main() {}
