@@ -255,14 +255,15 @@ impl Broker {
         queue.mark_deleted();
     }
 
+    /// What RabbitMQ does when a connection closes: its consumers' unsettled deliveries are
+    /// requeued and the exclusive queues it declared are deleted.
     fn close_connection(&self, connection: u64) {
-        let owned: Vec<String> = lock(&self.queues)
-            .values()
-            .filter(|queue| queue.owner == Some(connection))
-            .map(|queue| queue.spec.name.clone())
-            .collect();
-        for name in owned {
-            self.delete_queue(&name);
+        let queues: Vec<Arc<Queue>> = lock(&self.queues).values().cloned().collect();
+        for queue in &queues {
+            queue.remove_connection(connection);
+        }
+        for queue in queues.iter().filter(|queue| queue.owner == Some(connection)) {
+            self.delete_queue(&queue.spec.name);
         }
     }
 
@@ -352,7 +353,7 @@ impl Transport for MemoryTransport {
                 if queue.owner.is_some_and(|owner| owner != self.connection) {
                     return Err(TransportError::Locked { queue: queue.spec.name.clone() });
                 }
-                queue.subscribe(prefetch)
+                queue.subscribe(self.connection, prefetch)
             })
             .map(|subscription| Box::new(subscription) as Box<dyn Subscription>);
         Box::pin(std::future::ready(result))

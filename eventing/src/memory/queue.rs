@@ -50,6 +50,7 @@ struct QueueState {
 
 struct ConsumerSlot {
     id: u64,
+    connection: u64,
     prefetch: usize,
     unacked: BTreeMap<u64, Entry>,
     /// `None` once cancelled: no more deliveries, but unacked ones can still be settled.
@@ -114,7 +115,11 @@ impl Queue {
     }
 
     /// Adds a consumer and returns its subscription.
-    pub(super) fn subscribe(self: &Arc<Self>, prefetch: u16) -> Result<MemorySubscription, TransportError> {
+    pub(super) fn subscribe(
+        self: &Arc<Self>,
+        connection: u64,
+        prefetch: u16,
+    ) -> Result<MemorySubscription, TransportError> {
         let id = NEXT_CONSUMER.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = mpsc::unbounded_channel();
         let channel = Arc::new(ConsumerChannel { queue: Arc::clone(self), consumer: id });
@@ -126,6 +131,7 @@ impl Queue {
             }
             state.consumers.push(ConsumerSlot {
                 id,
+                connection,
                 prefetch: usize::from(prefetch.max(1)),
                 unacked: BTreeMap::new(),
                 sender: Some(sender),
@@ -167,23 +173,38 @@ impl Queue {
         Ok(())
     }
 
-    /// The consumer's channel is gone: its unsettled deliveries go back to the front of the
-    /// queue in delivery order; an exclusive queue without consumers is deleted.
+    /// The consumer's channel is gone: its unsettled deliveries go back to their places in
+    /// the queue; an exclusive queue without consumers is deleted.
     fn remove_consumer(&self, consumer: u64) {
+        self.remove_consumers(|slot| slot.id == consumer);
+    }
+
+    /// The connection closed: its consumers go, as in [`remove_consumer`](Self::remove_consumer);
+    /// later settlements from them fail with [`TransportError::Closed`].
+    pub(super) fn remove_connection(&self, connection: u64) {
+        self.remove_consumers(|slot| slot.connection == connection);
+    }
+
+    fn remove_consumers(&self, select: impl Fn(&ConsumerSlot) -> bool) {
         let leftovers;
         let now_unused;
         {
             let mut state = lock(&self.state);
-            let Some(index) = state.consumers.iter().position(|slot| slot.id == consumer) else {
+            let before = state.consumers.len();
+            let (removed, kept): (Vec<ConsumerSlot>, Vec<ConsumerSlot>) =
+                std::mem::take(&mut state.consumers).into_iter().partition(|slot| select(slot));
+            state.consumers = kept;
+            if removed.is_empty() {
                 return;
-            };
-            let slot = state.consumers.remove(index);
-            for (_, mut entry) in slot.unacked {
-                entry.redelivered = true;
-                state.return_to_ready(entry);
+            }
+            for slot in removed {
+                for (_, mut entry) in slot.unacked {
+                    entry.redelivered = true;
+                    state.return_to_ready(entry);
+                }
             }
             state.cursor = 0;
-            now_unused = state.consumers.is_empty();
+            now_unused = before > 0 && state.consumers.is_empty();
             leftovers = state.dispatch();
         }
         drop(leftovers);

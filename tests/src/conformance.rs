@@ -1,0 +1,522 @@
+//! One conformance suite for every transport: the same test bodies run on the in-memory
+//! broker and on RabbitMQ, so both show the same semantics. A transport's test binary
+//! implements [`Backend`] and expands [`conformance_suite!`](crate::conformance_suite).
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use eventing::message::{Headers, Message};
+use eventing::transport::{Route, Transport};
+use eventing::{
+    Builder, Context, Event, FromState, HandlerError, Listener, ListenerInfo, MissingState, State, event,
+    event_listener,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::recorder::{Gate, Recorder};
+
+/// How long a test waits for deliveries before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A transport under test.
+pub trait Backend: Send + Sync + 'static {
+    /// A builder whose `start` opens a new connection to this backend's broker.
+    fn builder(&self) -> Builder;
+    /// A raw connection, to publish crafted messages.
+    fn transport(&self) -> impl Future<Output = Arc<dyn Transport>> + Send;
+    /// The messages in `queue`, left in place.
+    fn queue_messages(&self, queue: &str) -> impl Future<Output = Vec<Message>> + Send;
+    /// Deletes what a test declared (queues of `scope`, its exchange).
+    fn cleanup(&self, scope: &Scope) -> impl Future<Output = ()> + Send;
+}
+
+/// Unique names for one test, so tests run in parallel on one broker.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The service: the first part of every queue name of the test.
+    pub service: String,
+    /// The exchange.
+    pub exchange: String,
+}
+
+impl Scope {
+    /// Names for the test `name`, unique in this process and across runs.
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let unique = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+        );
+        Self { service: format!("conf-{name}-{unique}"), exchange: format!("conf-{name}-{unique}") }
+    }
+
+    /// The queue of a competing listener in this scope.
+    pub fn queue(&self, event: &str, listener: &str) -> String {
+        eventing::naming::listener_queue(&self.service, event, listener)
+    }
+
+    /// The dead-letter queue of a listener in this scope.
+    pub fn dead_letter_queue(&self, event: &str, listener: &str) -> String {
+        eventing::naming::dead_letter_queue(&self.service, event, listener)
+    }
+
+    /// `backend`'s builder with this scope's names, starting only the listeners of `events`.
+    pub fn builder(&self, backend: &impl Backend, events: &'static [&'static str]) -> Builder {
+        backend
+            .builder()
+            .service(self.service.clone())
+            .exchange(self.exchange.clone())
+            .listeners(move |info: &ListenerInfo| events.contains(&info.event))
+    }
+}
+
+/// A plain event.
+#[event(name = "conformance.ping")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ping {
+    /// Its number.
+    pub n: u64,
+    /// Whether the handler publishes a [`Pong`].
+    pub chain: bool,
+}
+
+/// The follow-up of a [`Ping`].
+#[event(name = "conformance.pong")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pong {
+    /// The ping's number.
+    pub n: u64,
+}
+
+/// A durable event.
+#[event(name = "conformance.stored", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stored {
+    /// Its number.
+    pub n: u64,
+}
+
+/// An event with a competing and a per-process listener.
+#[event(name = "conformance.broadcast")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Broadcast {
+    /// Its number.
+    pub n: u64,
+}
+
+/// An event whose handler fails as told.
+#[event(name = "conformance.risky")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Risky {
+    /// Its number.
+    pub n: u64,
+    /// `ok`, `error`, `permanent` or `panic`.
+    pub outcome: String,
+}
+
+/// An event handled one at a time.
+#[event(name = "conformance.sequenced")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sequenced {
+    /// Its number.
+    pub n: u64,
+}
+
+/// An event whose handler waits at a [`Gate`].
+#[event(name = "conformance.slow", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Slow {
+    /// Its number.
+    pub n: u64,
+}
+
+/// Defines a listener struct that takes a [`Recorder`] (and more state) from the builder.
+macro_rules! recording_listener {
+    ($(#[$meta:meta])* $name:ident $(, $field:ident: $ty:ty)*) => {
+        $(#[$meta])*
+        pub struct $name {
+            recorder: Recorder,
+            $($field: $ty,)*
+        }
+
+        impl FromState for $name {
+            fn from_state(state: &State) -> Result<Self, MissingState> {
+                Ok(Self { recorder: state.get::<Recorder>()?.clone(), $($field: state.get::<$ty>()?.clone(),)* })
+            }
+        }
+    };
+}
+
+recording_listener!(
+    /// Records pings and answers chained ones with a pong.
+    Echo
+);
+
+#[event_listener]
+impl Listener<Ping> for Echo {
+    async fn on(&self, ping: Ping, ctx: &Context) -> Result<(), HandlerError> {
+        if ping.chain {
+            ctx.publish(&Pong { n: ping.n }).await?;
+        }
+        self.recorder.record(ping.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Records pongs.
+    PongSink
+);
+
+#[event_listener]
+impl Listener<Pong> for PongSink {
+    async fn on(&self, pong: Pong, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(pong.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Records durable events.
+    StoredSink
+);
+
+#[event_listener]
+impl Listener<Stored> for StoredSink {
+    async fn on(&self, stored: Stored, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(stored.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Competing consumer of broadcasts.
+    Worker
+);
+
+#[event_listener]
+impl Listener<Broadcast> for Worker {
+    async fn on(&self, event: Broadcast, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(event.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Per-process consumer of broadcasts.
+    LocalCache
+);
+
+#[event_listener(per_process)]
+impl Listener<Broadcast> for LocalCache {
+    async fn on(&self, event: Broadcast, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(event.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Fails as the event says.
+    Gambler
+);
+
+#[event_listener]
+impl Listener<Risky> for Gambler {
+    async fn on(&self, event: Risky, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(event.n, ctx);
+        match event.outcome.as_str() {
+            "error" => Err(std::io::Error::other(format!("disk full while handling {}", event.n)))?,
+            "permanent" => Err(HandlerError::permanent_msg(format!("risky {} can never succeed", event.n))),
+            "panic" => panic!("gambler lost on {}", event.n),
+            _ => Ok(()),
+        }
+    }
+}
+
+recording_listener!(
+    /// Handles one message at a time.
+    InOrder
+);
+
+#[event_listener(concurrency = 1)]
+impl Listener<Sequenced> for InOrder {
+    async fn on(&self, event: Sequenced, ctx: &Context) -> Result<(), HandlerError> {
+        tokio::task::yield_now().await;
+        self.recorder.record(event.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Waits at the gate, then records.
+    Sluggish, gate: Gate
+);
+
+#[event_listener(concurrency = 4)]
+impl Listener<Slow> for Sluggish {
+    async fn on(&self, event: Slow, ctx: &Context) -> Result<(), HandlerError> {
+        self.gate.pass().await;
+        self.recorder.record(event.n, ctx);
+        Ok(())
+    }
+}
+
+/// Published events are handled once each, as a new chain.
+pub async fn publish_and_handle(backend: &impl Backend) {
+    let scope = Scope::new("publish");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Ping::NAME]).state(recorder.clone()).start().await.expect("start");
+    for n in 0..5 {
+        bus.publish(&Ping { n, chain: false }).await.expect("publish");
+    }
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 5).await;
+    let mut seen: Vec<u64> = records.iter().map(|record| record.n).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    for record in &records {
+        assert_eq!(record.attempt, 1);
+        assert_eq!(record.correlation_id, record.message_id, "a published event starts a chain");
+        assert_eq!(record.causation_id, None);
+    }
+    bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
+/// A follow-up published through `ctx` carries the chain's correlation id and its cause.
+pub async fn chaining_through_context(backend: &impl Backend) {
+    let scope = Scope::new("chain");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Ping::NAME, Pong::NAME]).state(recorder.clone()).start().await.expect("start");
+    bus.publish(&Ping { n: 42, chain: true }).await.expect("publish");
+    recorder.wait_until(WAIT, |records| records.len() >= 2).await;
+    let ping = &recorder.of("echo")[0];
+    let pong = &recorder.of("pong_sink")[0];
+    assert_eq!(pong.n, 42);
+    assert_eq!(pong.correlation_id, ping.correlation_id);
+    assert_eq!(pong.causation_id.as_deref(), Some(ping.message_id.as_str()));
+    assert_ne!(pong.message_id, ping.message_id);
+    bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
+/// Two buses: the competing listener sees each event once across both (and both get
+/// work); the per-process listener sees every event on each bus.
+pub async fn competing_and_per_process(backend: &impl Backend) {
+    let scope = Scope::new("fanout");
+    let recorder = Recorder::default();
+    let first = scope
+        .builder(backend, &[Broadcast::NAME])
+        .state(recorder.labeled("first"))
+        .process_id("first")
+        .prefetch(1)
+        .concurrency(1)
+        .start()
+        .await
+        .expect("start first");
+    let second = scope
+        .builder(backend, &[Broadcast::NAME])
+        .state(recorder.labeled("second"))
+        .process_id("second")
+        .prefetch(1)
+        .concurrency(1)
+        .start()
+        .await
+        .expect("start second");
+    const COUNT: u64 = 40;
+    for n in 0..COUNT {
+        first.publish(&Broadcast { n }).await.expect("publish");
+    }
+    let records = recorder.wait_until(WAIT, |records| records.len() as u64 >= 3 * COUNT).await;
+    let worker: Vec<_> = records.iter().filter(|record| record.listener == "worker").collect();
+    let mut handled: Vec<u64> = worker.iter().map(|record| record.n).collect();
+    handled.sort_unstable();
+    assert_eq!(handled, (0..COUNT).collect::<Vec<_>>(), "each event once across both buses");
+    for bus in ["first", "second"] {
+        assert!(worker.iter().any(|record| &*record.bus == bus), "bus {bus} got no competing work");
+        let mut local: Vec<u64> = records
+            .iter()
+            .filter(|record| record.listener == "local_cache" && &*record.bus == bus)
+            .map(|r| r.n)
+            .collect();
+        local.sort_unstable();
+        assert_eq!(local, (0..COUNT).collect::<Vec<_>>(), "bus {bus} missed per-process events");
+    }
+    first.shutdown().await.expect("shutdown first");
+    second.shutdown().await.expect("shutdown second");
+    backend.cleanup(&scope).await;
+}
+
+/// Durable events wait in their queue while no consumer runs, then are all handled.
+pub async fn durable_events_wait_for_their_consumer(backend: &impl Backend) {
+    let scope = Scope::new("durable");
+    let recorder = Recorder::default();
+    let declare = scope.builder(backend, &[Stored::NAME]).state(recorder.clone()).start().await.expect("declare");
+    declare.shutdown().await.expect("shutdown");
+    let publisher = scope.builder(backend, &[]).start().await.expect("publisher");
+    for n in 0..10 {
+        publisher.publish(&Stored { n }).await.expect("publish");
+    }
+    publisher.shutdown().await.expect("shutdown publisher");
+    let waiting = backend.queue_messages(&scope.queue(Stored::NAME, "stored_sink")).await;
+    assert_eq!(waiting.len(), 10, "the events wait in the durable queue");
+    assert!(waiting.iter().all(|message| message.persistent), "durable events are persistent");
+    assert!(recorder.records().is_empty());
+    let consumer = scope.builder(backend, &[Stored::NAME]).state(recorder.clone()).start().await.expect("consumer");
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 10).await;
+    let mut seen: Vec<u64> = records.iter().map(|record| record.n).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    consumer.shutdown().await.expect("shutdown consumer");
+    backend.cleanup(&scope).await;
+}
+
+/// A failing or panicking handler dead-letters its message with the reason, the bus keeps
+/// working, and nothing loops.
+pub async fn failing_handlers_dead_letter_and_the_bus_goes_on(backend: &impl Backend) {
+    let scope = Scope::new("failing");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Risky::NAME]).state(recorder.clone()).start().await.expect("start");
+    for (n, outcome) in [(1, "error"), (2, "panic"), (3, "permanent"), (4, "ok")] {
+        bus.publish(&Risky { n, outcome: outcome.into() }).await.expect("publish");
+    }
+    let dead_letter_queue = scope.dead_letter_queue(Risky::NAME, "gambler");
+    let dead = wait_for_messages(backend, &dead_letter_queue, 3).await;
+    let reason = |n: u64| {
+        dead.iter()
+            .find(|message| serde_json::from_slice::<Risky>(&message.body).ok().map(|risky| risky.n) == Some(n))
+            .and_then(|message| message.header_text(eventing::message::header::ERROR).map(str::to_owned))
+            .unwrap_or_else(|| panic!("risky {n} not dead-lettered: {dead:?}"))
+    };
+    assert!(reason(1).contains("disk full while handling 1"), "{}", reason(1));
+    assert!(reason(2).contains("gambler lost on 2"), "{}", reason(2));
+    assert!(reason(3).contains("can never succeed"), "{}", reason(3));
+    for message in &dead {
+        assert_eq!(message.header_text(eventing::message::header::LISTENER), Some("gambler"));
+        assert_eq!(message.header_text(eventing::message::header::ORIGINAL_ROUTING_KEY), Some(Risky::NAME));
+    }
+    bus.publish(&Risky { n: 5, outcome: "ok".into() }).await.expect("publish after failures");
+    let records = recorder.wait_until(WAIT, |records| records.iter().any(|record| record.n == 5)).await;
+    assert_eq!(records.len(), 5, "each message handled exactly once: {records:#?}");
+    bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
+/// A body that is not the event's JSON never reaches the handler: it is dead-lettered with
+/// the decode error.
+pub async fn undecodable_payloads_are_dead_lettered(backend: &impl Backend) {
+    let scope = Scope::new("undecodable");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Ping::NAME]).state(recorder.clone()).start().await.expect("start");
+    let raw = backend.transport().await;
+    let message = Message {
+        body: b"this is not json".to_vec(),
+        message_id: "raw-1".into(),
+        correlation_id: None,
+        causation_id: None,
+        event_type: Cow::Borrowed(Ping::NAME),
+        content_type: Some(Cow::Borrowed("text/plain")),
+        timestamp: SystemTime::now(),
+        app_id: None,
+        persistent: false,
+        attempt: 1,
+        headers: Headers::new(),
+    };
+    raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: Ping::NAME }, message)
+        .await
+        .expect("raw publish");
+    let dead = wait_for_messages(backend, &scope.dead_letter_queue(Ping::NAME, "echo"), 1).await;
+    let reason = dead[0].header_text(eventing::message::header::ERROR).unwrap_or_default().to_owned();
+    assert!(reason.contains("does not decode"), "{reason}");
+    assert_eq!(dead[0].body, b"this is not json");
+    bus.publish(&Ping { n: 1, chain: false }).await.expect("publish");
+    let records = recorder.wait_until(WAIT, |records| !records.is_empty()).await;
+    assert_eq!(records.len(), 1, "the handler never saw the bad payload");
+    raw.close().await.expect("close raw");
+    bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
+/// Shutdown waits for handlers in flight, which finish and are acknowledged: a new bus
+/// does not get them again.
+pub async fn shutdown_drains_in_flight_handlers(backend: &impl Backend) {
+    let scope = Scope::new("drain");
+    let recorder = Recorder::default();
+    let gate = Gate::default();
+    let bus =
+        scope.builder(backend, &[Slow::NAME]).state(recorder.clone()).state(gate.clone()).start().await.expect("start");
+    for n in 0..3 {
+        bus.publish(&Slow { n }).await.expect("publish");
+    }
+    gate.entered(3).await;
+    let mut shutdown = tokio::spawn({
+        let bus = bus.clone();
+        async move { bus.shutdown().await }
+    });
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut shutdown).await;
+    assert!(early.is_err(), "shutdown returned while handlers were still running");
+    gate.release(3);
+    shutdown.await.expect("join").expect("shutdown");
+    assert_eq!(recorder.records().len(), 3, "in-flight handlers finished before shutdown returned");
+    assert!(backend.queue_messages(&scope.queue(Slow::NAME, "sluggish")).await.is_empty(), "all acknowledged");
+    backend.cleanup(&scope).await;
+}
+
+/// With concurrency 1, events are handled in the order they were published.
+pub async fn concurrency_one_keeps_order(backend: &impl Backend) {
+    let scope = Scope::new("order");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Sequenced::NAME]).state(recorder.clone()).start().await.expect("start");
+    for n in 0..50 {
+        bus.publish(&Sequenced { n }).await.expect("publish");
+    }
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 50).await;
+    let order: Vec<u64> = records.iter().map(|record| record.n).collect();
+    assert_eq!(order, (0..50).collect::<Vec<_>>());
+    bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
+/// Polls a queue until it holds `count` messages (dead-letter queues have no consumer to
+/// wait on), then returns them.
+pub async fn wait_for_messages(backend: &impl Backend, queue: &str, count: usize) -> Vec<Message> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let messages = backend.queue_messages(queue).await;
+        if messages.len() >= count {
+            return messages;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "queue `{queue}` has {} of {count} messages", messages.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each on `$backend`.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:expr) => {
+        $crate::conformance_suite!(@cases $backend;
+            publish_and_handle,
+            chaining_through_context,
+            competing_and_per_process,
+            durable_events_wait_for_their_consumer,
+            failing_handlers_dead_letter_and_the_bus_goes_on,
+            undecodable_payloads_are_dead_lettered,
+            shutdown_drains_in_flight_handlers,
+            concurrency_one_keeps_order,
+        );
+    };
+    (@cases $backend:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let backend = $backend;
+                $crate::conformance::$case(&backend).await;
+            }
+        )*
+    };
+}
