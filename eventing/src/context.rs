@@ -47,7 +47,7 @@ impl Context {
     /// Publishes a follow-up event carrying this delivery's correlation id and, as its
     /// causation id, this delivery's message id. Returns after the broker confirmed it.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<(), Error> {
-        self.publisher.publish(event, Some(&self.message)).await.map(drop)
+        self.publisher.publish(event, Some(&self.message)).await
     }
 
     /// The id of the message being handled.

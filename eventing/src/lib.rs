@@ -6,7 +6,7 @@
 //! transport and starts consuming. The same program runs on the in-memory transport
 //! (`memory://`, the default) and on RabbitMQ (`amqp://`, through `eventing-amqp`).
 //!
-//! ```
+//! ```rust,standalone_crate
 //! use eventing::{event, event_listener, Context, HandlerError, Listener};
 //! use serde::{Deserialize, Serialize};
 //!

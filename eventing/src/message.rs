@@ -97,7 +97,8 @@ pub struct Message {
     pub body: Vec<u8>,
     /// Unique id of this message.
     pub message_id: String,
-    /// Id shared by every message of one causal chain (the first message's id).
+    /// Id shared by every message of one causal chain: the first message's id. `None` on
+    /// the first message itself (see [`chain_id`](Self::chain_id)).
     pub correlation_id: Option<String>,
     /// Id of the message whose handler published this one.
     pub causation_id: Option<String>,

@@ -36,6 +36,9 @@ pub enum ListenerMode {
     PerProcess,
 }
 
+/// Builds a listener's type-erased handler from the state given to the builder.
+pub(crate) type MakeHandler = fn(&mut Instances, &State) -> Result<Arc<dyn ErasedHandler>, MissingState>;
+
 /// Registered by `#[event_listener]`.
 #[doc(hidden)]
 pub struct ListenerDescriptor {
@@ -44,7 +47,7 @@ pub struct ListenerDescriptor {
     durable: bool,
     rust_type: fn() -> &'static str,
     event_type: fn() -> &'static str,
-    pub(crate) make_handler: fn(&mut Instances, &State) -> Result<Arc<dyn ErasedHandler>, MissingState>,
+    pub(crate) make_handler: MakeHandler,
 }
 
 /// Attribute settings of one `#[event_listener]`, filled in by the macro.

@@ -1,7 +1,7 @@
 //! A test harness: a bus on a private in-memory broker that records what is published
 //! and waits until whole causal chains have settled.
 //!
-//! ```
+//! ```rust,standalone_crate
 //! # use eventing::{event, event_listener, Context, HandlerError, Listener};
 //! # use serde::{Deserialize, Serialize};
 //! # #[event] #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)] struct OrderPlaced { id: u64 }

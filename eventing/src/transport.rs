@@ -19,6 +19,27 @@ use crate::message::Message;
 /// A boxed, `Send` future: what the object-safe [`Transport`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A future that is already complete with `Ok(())`. It has no size, so boxing it does not
+/// allocate: transports return it from the fast path of `publish` and the settle methods.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Done;
+
+impl Future for Done {
+    type Output = Result<(), TransportError>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Boxes a result that is already known, without allocating when it is `Ok`.
+pub fn ready<'a>(result: Result<(), TransportError>) -> BoxFuture<'a, Result<(), TransportError>> {
+    match result {
+        Ok(()) => Box::pin(Done),
+        Err(error) => Box::pin(std::future::ready(Err(error))),
+    }
+}
+
 /// A boxed error with no more structure than its text and source chain.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -188,13 +209,16 @@ pub struct ConnectOptions {
     pub process_id: String,
 }
 
+/// Opens a connection for a [`TransportFactory`].
+pub type Connect = fn(ConnectOptions) -> BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>>;
+
 /// A transport that a URL scheme selects; submit one with `inventory::submit!` from a
 /// transport crate (as `eventing-amqp` does for `amqp` and `amqps`).
 pub struct TransportFactory {
     /// The URL schemes this factory serves, without `://`.
     pub schemes: &'static [&'static str],
     /// Connects.
-    pub connect: fn(ConnectOptions) -> BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>>,
+    pub connect: Connect,
 }
 
 inventory::collect!(TransportFactory);

@@ -6,7 +6,7 @@
 //! a consumer goes away. Messages are the same JSON bytes as on the wire. Several buses
 //! can share one broker to show competing consumers and per-process fan-out in a test:
 //!
-//! ```
+//! ```rust,standalone_crate
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), eventing::Error> {
 //! let broker = eventing::memory::MemoryBroker::new();
@@ -34,8 +34,13 @@ use self::queue::{Entry, Queue, lock};
 use crate::Event;
 use crate::message::{Message, header};
 use crate::transport::{
-    BoxFuture, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport, TransportError,
+    BoxFuture, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport, TransportError, ready,
 };
+
+/// Ready messages per queue above which [`Bus::publish`](crate::Bus::publish) waits for
+/// the consumers to catch up (handlers publishing follow-ups never wait, so a chain of
+/// handlers cannot block itself).
+pub const DEFAULT_FLOW_LIMIT: usize = 10_000;
 
 /// An in-process broker. Cloning gives another handle to the same broker.
 #[derive(Clone, Default)]
@@ -43,8 +48,8 @@ pub struct MemoryBroker {
     inner: Arc<Broker>,
 }
 
-#[derive(Default)]
 pub(crate) struct Broker {
+    flow_limit: usize,
     exchanges: Mutex<HashMap<String, Exchange>>,
     queues: Mutex<HashMap<String, Arc<Queue>>>,
     /// Messages ready or in flight in listener queues.
@@ -52,6 +57,20 @@ pub(crate) struct Broker {
     idle: Notify,
     journal: Mutex<Option<Vec<PublishedMessage>>>,
     next_connection: AtomicU64,
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self {
+            flow_limit: DEFAULT_FLOW_LIMIT,
+            exchanges: Mutex::default(),
+            queues: Mutex::default(),
+            pending: AtomicUsize::default(),
+            idle: Notify::new(),
+            journal: Mutex::default(),
+            next_connection: AtomicU64::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -68,6 +87,12 @@ impl MemoryBroker {
     /// A new, empty broker.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A new broker whose queues throttle publishers above `limit` ready messages
+    /// (default [`DEFAULT_FLOW_LIMIT`]).
+    pub fn with_flow_limit(limit: usize) -> Self {
+        Self { inner: Arc::new(Broker { flow_limit: limit.max(1), ..Broker::default() }) }
     }
 
     /// The process-wide broker behind `memory://<name>` (`memory://` is the name "").
@@ -239,7 +264,10 @@ impl Broker {
             return Ok(());
         }
         let owner = (spec.lifetime == QueueLifetime::Exclusive).then_some(connection);
-        queues.insert(spec.name.clone(), Arc::new(Queue::new(spec.clone(), owner, Arc::downgrade(self))));
+        queues.insert(
+            spec.name.clone(),
+            Arc::new(Queue::new(spec.clone(), owner, Arc::downgrade(self), self.flow_limit)),
+        );
         Ok(())
     }
 
@@ -267,7 +295,8 @@ impl Broker {
         }
     }
 
-    fn publish(&self, route: Route<'_>, message: Message) -> Result<(), TransportError> {
+    /// Routes and enqueues; returns the queues that are now over their flow limit.
+    fn publish(&self, route: Route<'_>, message: Message) -> Result<Vec<Arc<Queue>>, TransportError> {
         let (exchange, routing_key, queues): (Arc<str>, Arc<str>, Arc<[Arc<Queue>]>) = match route {
             Route::Exchange { exchange, routing_key } => {
                 let mut exchanges = lock(&self.exchanges);
@@ -306,6 +335,7 @@ impl Broker {
                 message: Arc::clone(&message),
             });
         }
+        let mut full = Vec::new();
         for queue in queues.iter() {
             queue.enqueue(Entry {
                 seq: 0,
@@ -314,8 +344,11 @@ impl Broker {
                 routing_key: Arc::clone(&routing_key),
                 redelivered: false,
             });
+            if queue.is_full() {
+                full.push(Arc::clone(queue));
+            }
         }
-        Ok(())
+        Ok(full)
     }
 }
 
@@ -333,11 +366,24 @@ impl fmt::Debug for MemoryTransport {
 
 impl Transport for MemoryTransport {
     fn declare<'a>(&'a self, topology: &'a Topology) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(std::future::ready(self.broker.declare(topology, self.connection)))
+        ready(self.broker.declare(topology, self.connection))
     }
 
     fn publish<'a>(&'a self, route: Route<'a>, message: Message) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(std::future::ready(self.broker.publish(route, message)))
+        let full = match self.broker.publish(route, message) {
+            Ok(full) if full.is_empty() => return ready(Ok(())),
+            other => other,
+        };
+        Box::pin(async move {
+            // Flow control: the message is in; an outside publisher waits for room before
+            // it returns, so a fast producer cannot grow a consumed queue without bound.
+            if !crate::runtime::is_handling() {
+                for queue in full? {
+                    queue.room().await;
+                }
+            }
+            Ok(())
+        })
     }
 
     fn consume<'a>(
@@ -361,7 +407,7 @@ impl Transport for MemoryTransport {
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         self.broker.close_connection(self.connection);
-        Box::pin(std::future::ready(Ok(())))
+        ready(Ok(()))
     }
 }
 

@@ -1,18 +1,18 @@
 //! One in-memory queue with RabbitMQ's consumer semantics: round-robin across consumers,
 //! a prefetch bound per consumer, unsettled deliveries requeued when their channel goes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context as TaskContext, Poll};
 
 use futures_util::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::Broker;
 use crate::message::Message;
-use crate::transport::{Acker, BoxFuture, Delivery, QueueRole, QueueSpec, Settle, Subscription, TransportError};
+use crate::transport::{Acker, BoxFuture, Delivery, QueueRole, QueueSpec, Settle, Subscription, TransportError, ready};
 
 /// Locks a mutex; a panic elsewhere never leaves our state half-written, so poisoning is ignored.
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -36,6 +36,10 @@ pub(super) struct Queue {
     pub(super) owner: Option<u64>,
     broker: Weak<Broker>,
     state: Mutex<QueueState>,
+    /// Ready messages above which publishers outside handlers wait (flow control).
+    flow_limit: usize,
+    /// Signalled when a throttled queue has room again.
+    room: Notify,
 }
 
 #[derive(Default)]
@@ -46,13 +50,16 @@ struct QueueState {
     next_tag: u64,
     next_seq: u64,
     deleted: bool,
+    /// A publisher waits for room.
+    throttled: bool,
 }
 
 struct ConsumerSlot {
     id: u64,
     connection: u64,
     prefetch: usize,
-    unacked: BTreeMap<u64, Entry>,
+    /// Delivered, unsettled messages by tag, in delivery order (settled mostly in order).
+    unacked: VecDeque<(u64, Entry)>,
     /// `None` once cancelled: no more deliveries, but unacked ones can still be settled.
     sender: Option<mpsc::UnboundedSender<Delivery>>,
     channel: Weak<ConsumerChannel>,
@@ -71,8 +78,41 @@ type Leftovers = Vec<Delivery>;
 static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(1);
 
 impl Queue {
-    pub(super) fn new(spec: QueueSpec, owner: Option<u64>, broker: Weak<Broker>) -> Self {
-        Self { spec, owner, broker, state: Mutex::new(QueueState::default()) }
+    pub(super) fn new(spec: QueueSpec, owner: Option<u64>, broker: Weak<Broker>, flow_limit: usize) -> Self {
+        Self { spec, owner, broker, state: Mutex::new(QueueState::default()), flow_limit, room: Notify::new() }
+    }
+
+    /// Whether a publisher should wait before adding more: the queue is over its flow limit
+    /// and has consumers to drain it (a queue nobody consumes just grows, as on RabbitMQ).
+    pub(super) fn is_full(&self) -> bool {
+        let mut state = lock(&self.state);
+        let full = state.ready.len() >= self.flow_limit && state.consumers.iter().any(|slot| slot.sender.is_some());
+        state.throttled |= full;
+        full
+    }
+
+    /// Waits until the queue is no longer [full](Self::is_full).
+    pub(super) async fn room(&self) {
+        loop {
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if !self.is_full() {
+                return;
+            }
+            room.await;
+        }
+    }
+
+    /// Wakes waiting publishers once the queue has drained to half its flow limit, or lost
+    /// its consumers.
+    fn signal_room(&self, state: &mut QueueState) {
+        let drained =
+            state.ready.len() <= self.flow_limit / 2 || state.consumers.iter().all(|slot| slot.sender.is_none());
+        if state.throttled && drained {
+            state.throttled = false;
+            self.room.notify_waiters();
+        }
     }
 
     fn counts_as_pending(&self) -> bool {
@@ -133,7 +173,7 @@ impl Queue {
                 id,
                 connection,
                 prefetch: usize::from(prefetch.max(1)),
-                unacked: BTreeMap::new(),
+                unacked: VecDeque::new(),
                 sender: Some(sender),
                 channel: Arc::downgrade(&channel),
             });
@@ -148,6 +188,7 @@ impl Queue {
         if let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) {
             slot.sender = None;
         }
+        self.signal_room(&mut state);
     }
 
     fn settle(&self, consumer: u64, tag: u64, requeue: bool) -> Result<(), TransportError> {
@@ -155,7 +196,8 @@ impl Queue {
         {
             let mut state = lock(&self.state);
             let slot = state.consumers.iter_mut().find(|slot| slot.id == consumer).ok_or(TransportError::Closed)?;
-            let Some(mut entry) = slot.unacked.remove(&tag) else {
+            let position = slot.unacked.iter().position(|(delivered, _)| *delivered == tag);
+            let Some((_, mut entry)) = position.and_then(|position| slot.unacked.remove(position)) else {
                 return Err(TransportError::Other {
                     context: format!("settling delivery {tag} on queue `{}`", self.spec.name),
                     source: "unknown delivery tag (already settled?)".into(),
@@ -168,6 +210,7 @@ impl Queue {
                 self.pending_removed(1);
             }
             leftovers = state.dispatch();
+            self.signal_room(&mut state);
         }
         drop(leftovers);
         Ok(())
@@ -206,6 +249,7 @@ impl Queue {
             state.cursor = 0;
             now_unused = before > 0 && state.consumers.is_empty();
             leftovers = state.dispatch();
+            self.signal_room(&mut state);
         }
         drop(leftovers);
         if now_unused && self.owner.is_some() {
@@ -229,6 +273,7 @@ impl Queue {
                 slot.sender = None;
             }
             dropped = count;
+            self.signal_room(&mut state);
         }
         self.pending_removed(dropped);
     }
@@ -238,6 +283,7 @@ impl Queue {
         let mut state = lock(&self.state);
         let count = limit.min(state.ready.len());
         let taken: Vec<Entry> = state.ready.drain(..count).collect();
+        self.signal_room(&mut state);
         drop(state);
         self.pending_removed(taken.len());
         taken
@@ -250,7 +296,7 @@ impl Queue {
         let unacked = state
             .consumers
             .iter()
-            .flat_map(|slot| slot.unacked.values())
+            .flat_map(|slot| slot.unacked.iter().map(|(_, entry)| entry))
             .map(|entry| Snapshot { entry: entry.clone(), in_flight: true });
         ready.chain(unacked).collect()
     }
@@ -300,7 +346,7 @@ impl QueueState {
             };
             match sender.send(delivery) {
                 Ok(()) => {
-                    slot.unacked.insert(tag, entry);
+                    slot.unacked.push_back((tag, entry));
                 }
                 Err(mpsc::error::SendError(delivery)) => {
                     slot.sender = None;
@@ -322,11 +368,11 @@ struct ConsumerChannel {
 
 impl Settle for ConsumerChannel {
     fn ack(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(std::future::ready(self.queue.settle(self.consumer, tag, false)))
+        ready(self.queue.settle(self.consumer, tag, false))
     }
 
     fn requeue(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(std::future::ready(self.queue.settle(self.consumer, tag, true)))
+        ready(self.queue.settle(self.consumer, tag, true))
     }
 }
 
@@ -353,6 +399,6 @@ impl Stream for MemorySubscription {
 impl Subscription for MemorySubscription {
     fn cancel(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
         self.channel.queue.cancel(self.channel.consumer);
-        Box::pin(std::future::ready(Ok(())))
+        ready(Ok(()))
     }
 }

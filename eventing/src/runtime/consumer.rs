@@ -6,10 +6,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::publisher::Publisher;
@@ -21,6 +20,17 @@ use crate::{Context, ListenerInfo};
 /// How long to wait before returning a message whose dead-lettering failed, so a broken
 /// dead-letter queue never turns into a hot loop.
 const DEAD_LETTER_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+tokio::task_local! {
+    /// Set while a handler runs, so transports can tell follow-up publishes (which must
+    /// never wait on flow control: the chain would block itself) from outside ones.
+    static HANDLING: ();
+}
+
+/// Whether the current task is running a handler.
+pub(crate) fn is_handling() -> bool {
+    HANDLING.try_with(|()| ()).is_ok()
+}
 
 /// Everything one listener's deliveries need.
 pub(crate) struct Consumer {
@@ -35,55 +45,52 @@ pub(crate) struct Consumer {
 impl Consumer {
     /// Consumes until `stop` is cancelled, then stops taking deliveries, returns the ones
     /// not started to the queue and waits (up to `drain_timeout`) for the ones in flight.
+    ///
+    /// Up to `concurrency` handlers run at once, polled by this task (as
+    /// `for_each_concurrent` does): no task spawn per delivery, and with a concurrency of 1
+    /// deliveries are handled strictly one after another, in queue order.
     pub(crate) async fn run(
         self: Arc<Self>,
         mut subscription: Box<dyn Subscription>,
         stop: CancellationToken,
         drain_timeout: Duration,
     ) {
-        let permits = Arc::new(Semaphore::new(usize::from(self.concurrency)));
-        let in_flight = TaskTracker::new();
+        let mut in_flight = FuturesUnordered::new();
+        let cancelled = stop.cancelled();
+        tokio::pin!(cancelled);
         loop {
-            let permit = tokio::select! {
+            let room = in_flight.len() < usize::from(self.concurrency);
+            tokio::select! {
                 biased;
-                () = stop.cancelled() => break,
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break,
-                },
-            };
-            let next = tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                next = subscription.next() => next,
-            };
-            match next {
-                Some(Ok(delivery)) if self.concurrency == 1 => {
-                    self.handle(delivery).await;
-                    drop(permit);
-                }
-                Some(Ok(delivery)) => {
-                    let consumer = Arc::clone(&self);
-                    in_flight.spawn(async move {
-                        consumer.handle(delivery).await;
-                        drop(permit);
-                    });
-                }
-                Some(Err(error)) => {
-                    tracing::error!(listener = self.info.name, queue = %self.queue, %error, "consuming failed");
-                }
-                None => {
-                    if !stop.is_cancelled() {
-                        tracing::error!(listener = self.info.name, queue = %self.queue, "the broker ended the subscription");
+                () = &mut cancelled => break,
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                next = subscription.next(), if room => match next {
+                    Some(Ok(delivery)) => in_flight.push(self.handle(delivery)),
+                    Some(Err(error)) => {
+                        tracing::error!(listener = self.info.name, queue = %self.queue, %error, "consuming failed");
                     }
-                    break;
-                }
+                    None => {
+                        tracing::error!(listener = self.info.name, queue = %self.queue, "the broker ended the subscription");
+                        break;
+                    }
+                },
             }
         }
-        self.drain(subscription, in_flight, drain_timeout).await;
+        self.return_unstarted(&mut subscription).await;
+        let finish = async { while in_flight.next().await.is_some() {} };
+        if tokio::time::timeout(drain_timeout, finish).await.is_err() {
+            tracing::warn!(
+                listener = self.info.name,
+                queue = %self.queue,
+                in_flight = in_flight.len(),
+                timeout = ?drain_timeout,
+                "handlers still running at the shutdown deadline; their messages will be redelivered"
+            );
+        }
     }
 
-    async fn drain(&self, mut subscription: Box<dyn Subscription>, in_flight: TaskTracker, timeout: Duration) {
+    /// Cancels the subscription and returns what it had delivered but no handler started.
+    async fn return_unstarted(&self, subscription: &mut Box<dyn Subscription>) {
         if let Err(error) = subscription.cancel().await {
             tracing::warn!(listener = self.info.name, queue = %self.queue, %error, "cancelling the consumer failed");
         }
@@ -93,16 +100,6 @@ impl Consumer {
                     tracing::warn!(listener = self.info.name, queue = %self.queue, %error, "returning an unstarted delivery failed");
                 }
             }
-        }
-        in_flight.close();
-        if tokio::time::timeout(timeout, in_flight.wait()).await.is_err() {
-            tracing::warn!(
-                listener = self.info.name,
-                queue = %self.queue,
-                in_flight = in_flight.len(),
-                ?timeout,
-                "handlers still running at the shutdown deadline; their messages will be redelivered"
-            );
         }
     }
 
@@ -119,7 +116,7 @@ impl Consumer {
             let ctx = Context::new(Arc::clone(&self.publisher), Arc::clone(&message), self.info.name, delivery.redelivered);
             let failure = match self.handler.call(&message.body, ctx) {
                 Err(error) => Some(format!("payload does not decode as `{}`: {error}", self.info.event_type)),
-                Ok(handling) => match AssertUnwindSafe(handling).catch_unwind().await {
+                Ok(handling) => match HANDLING.scope((), AssertUnwindSafe(handling).catch_unwind()).await {
                     Ok(Ok(())) => None,
                     Ok(Err(error)) => Some(error.to_string()),
                     Err(panic) => Some(format!("handler panicked: {}", panic_message(panic.as_ref()))),

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::consumer::Consumer;
+pub(crate) use self::consumer::is_handling;
 use self::plan::{PlanConfig, plan};
 pub(crate) use self::publisher::Publisher;
 use crate::registry::Instances;
@@ -23,7 +24,7 @@ pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 /// Starts configuring a bus.
 ///
-/// ```
+/// ```rust,standalone_crate
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), eventing::Error> {
 /// let bus = eventing::builder()
@@ -313,7 +314,7 @@ impl Bus {
     /// Publishes an event and returns once the broker confirmed it. The message starts a
     /// new causal chain (its correlation id is its own message id).
     pub async fn publish<E: Event>(&self, event: &E) -> Result<(), Error> {
-        self.shared.publisher.publish(event, None).await.map(drop)
+        self.shared.publisher.publish(event, None).await
     }
 
     /// Stops taking deliveries, returns unstarted ones to their queues, waits for handlers

@@ -38,19 +38,26 @@ impl Publisher {
     }
 
     /// Publishes `event`; with a `cause`, the message continues the cause's chain.
-    /// Returns the new message's id once the broker confirmed it.
-    pub(crate) async fn publish<E: Event>(&self, event: &E, cause: Option<&Message>) -> Result<String, Error> {
+    /// Returns once the broker confirmed it.
+    pub(crate) async fn publish<E: Event>(&self, event: &E, cause: Option<&Message>) -> Result<(), Error> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::ShutDown);
         }
         let body = serde_json::to_vec(event).map_err(|source| Error::Encode { event: E::NAME, source })?;
         let message_id = uuid::Uuid::new_v4().to_string();
-        let correlation_id = cause.map_or_else(|| message_id.clone(), |cause| cause.chain_id().to_owned());
-        let span = tracing::debug_span!("publish", event = E::NAME, message_id = %message_id, correlation_id = %correlation_id);
+        // A message that starts a chain is its own correlation: `Message::chain_id` (and the
+        // wire encoding) use its message id.
+        let correlation_id = cause.map(|cause| cause.chain_id().to_owned());
+        let span = tracing::debug_span!(
+            "publish",
+            event = E::NAME,
+            message_id = %message_id,
+            correlation_id = correlation_id.as_deref().unwrap_or(&message_id),
+        );
         let message = Message {
             body,
-            message_id: message_id.clone(),
-            correlation_id: Some(correlation_id),
+            message_id,
+            correlation_id,
             causation_id: cause.map(|cause| cause.message_id.clone()),
             event_type: Cow::Borrowed(E::NAME),
             content_type: Some(Cow::Borrowed(JSON)),
@@ -65,7 +72,6 @@ impl Publisher {
             .publish(route, message)
             .instrument(span)
             .await
-            .map_err(|source| Error::Publish { event: E::NAME.to_owned(), source })?;
-        Ok(message_id)
+            .map_err(|source| Error::Publish { event: E::NAME.to_owned(), source })
     }
 }

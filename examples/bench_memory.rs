@@ -1,0 +1,107 @@
+//! End-to-end throughput of the in-memory transport: publish → route → decode → handler →
+//! ack, through one listener.
+//!
+//! `cargo run --release --example bench_memory [-- --messages N]`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// A small event (about 60 bytes of JSON).
+#[event(name = "bench.tick")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tick {
+    pub sequence: u64,
+    pub account: String,
+    pub amount_cents: i64,
+}
+
+#[derive(Default)]
+struct Progress {
+    handled: AtomicU64,
+    target: AtomicU64,
+    done: Notify,
+}
+
+pub struct Count {
+    progress: Arc<Progress>,
+}
+
+impl FromState for Count {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { progress: Arc::clone(state.get::<Arc<Progress>>()?) })
+    }
+}
+
+#[event_listener]
+impl Listener<Tick> for Count {
+    async fn on(&self, tick: Tick, _ctx: &Context) -> Result<(), HandlerError> {
+        std::hint::black_box(tick);
+        let handled = self.progress.handled.fetch_add(1, Ordering::Relaxed) + 1;
+        if handled == self.progress.target.load(Ordering::Relaxed) {
+            self.progress.done.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Peak resident set size in KiB (Linux), from /proc/self/status.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn messages_from_args() -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|arg| arg == "--messages")
+        .and_then(|index| args.get(index + 1))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+#[allow(clippy::print_stdout)] // the benchmark's report is its output
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let messages = messages_from_args();
+    let progress = Arc::new(Progress::default());
+    progress.target.store(messages, Ordering::Relaxed);
+    let broker = eventing::memory::MemoryBroker::new();
+    let bus = eventing::builder().transport(broker.transport()).state(Arc::clone(&progress)).start().await?;
+
+    let rss_before = peak_rss_kib();
+    let done = progress.done.notified();
+    tokio::pin!(done);
+    done.as_mut().enable();
+    let started = Instant::now();
+    // The publisher runs as a task on the runtime's two workers, beside the consumer.
+    let publisher = tokio::spawn({
+        let bus = bus.clone();
+        async move {
+            let account = "acct-0001-eu-west".to_owned();
+            for sequence in 0..messages {
+                bus.publish(&Tick { sequence, account: account.clone(), amount_cents: 1_250 }).await?;
+            }
+            Ok::<_, eventing::Error>(started.elapsed())
+        }
+    });
+    let published = publisher.await??;
+    done.await;
+    let elapsed = started.elapsed();
+    bus.shutdown().await?;
+
+    let per_second = |seconds: f64| (messages as f64 / seconds) as u64;
+    println!("messages={messages}");
+    println!("publish_msgs_per_s={}", per_second(published.as_secs_f64()));
+    println!("end_to_end_msgs_per_s={}", per_second(elapsed.as_secs_f64()));
+    println!("elapsed_ms={}", elapsed.as_millis());
+    if let (Some(before), Some(peak)) = (rss_before, peak_rss_kib()) {
+        println!("peak_rss_kib={peak} (at start {before})");
+    }
+    Ok(())
+}

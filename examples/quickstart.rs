@@ -1,0 +1,198 @@
+//! A small shop: an order is placed, stock is reserved (or found short), and the customer
+//! gets a confirmation mail; every process keeps its own price cache fresh.
+//!
+//! `cargo run --example quickstart` runs it on the in-memory transport and exits once every
+//! order has an outcome.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+// ---- events ---------------------------------------------------------------------------
+
+/// A customer placed an order. Durable: it must survive a broker restart.
+#[event(name = "orders.placed", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub order_id: u64,
+    pub email: String,
+    pub sku: String,
+    pub quantity: u32,
+}
+
+#[event(name = "inventory.stock_reserved", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StockReserved {
+    pub order_id: u64,
+    pub email: String,
+}
+
+#[event(name = "inventory.stock_short")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StockShort {
+    pub order_id: u64,
+    pub sku: String,
+    pub missing: u32,
+}
+
+#[event(name = "catalog.price_changed")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PriceChanged {
+    pub sku: String,
+    pub cents: u64,
+}
+
+// ---- state the listeners are built from -------------------------------------------------
+
+/// Stock per SKU (a database in a real service).
+#[derive(Clone, Default)]
+pub struct Warehouse(Arc<Mutex<HashMap<String, u32>>>);
+
+/// Where order outcomes are written, so `main` knows when all orders are through.
+#[derive(Clone, Default)]
+pub struct Outcomes {
+    done: Arc<Mutex<Vec<String>>>,
+    changed: Arc<Notify>,
+}
+
+impl Outcomes {
+    fn push(&self, outcome: String) {
+        self.done.lock().expect("outcomes lock").push(outcome);
+        self.changed.notify_waiters();
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<String> {
+        loop {
+            let changed = self.changed.notified();
+            let done = self.done.lock().expect("outcomes lock").clone();
+            if done.len() >= count {
+                return done;
+            }
+            changed.await;
+        }
+    }
+}
+
+// ---- listeners ---------------------------------------------------------------------------
+
+/// Reserves stock for each order: publishes `StockReserved` or `StockShort`.
+pub struct ReserveStock {
+    warehouse: Warehouse,
+}
+
+impl FromState for ReserveStock {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { warehouse: state.get::<Warehouse>()?.clone() })
+    }
+}
+
+#[event_listener(concurrency = 1)] // one reservation at a time keeps the stock count simple
+impl Listener<OrderPlaced> for ReserveStock {
+    async fn on(&self, order: OrderPlaced, ctx: &Context) -> Result<(), HandlerError> {
+        let shortage = {
+            let mut stock = self.warehouse.0.lock().map_err(|_| HandlerError::msg("warehouse lock poisoned"))?;
+            let available = stock.entry(order.sku.clone()).or_default();
+            if *available >= order.quantity {
+                *available -= order.quantity;
+                None
+            } else {
+                Some(order.quantity - *available)
+            }
+        };
+        match shortage {
+            None => ctx.publish(&StockReserved { order_id: order.order_id, email: order.email }).await?,
+            Some(missing) => ctx.publish(&StockShort { order_id: order.order_id, sku: order.sku, missing }).await?,
+        }
+        Ok(())
+    }
+}
+
+/// Mails the customer once the stock is reserved.
+pub struct SendConfirmation {
+    outcomes: Outcomes,
+}
+
+impl FromState for SendConfirmation {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { outcomes: state.get::<Outcomes>()?.clone() })
+    }
+}
+
+#[event_listener]
+impl Listener<StockReserved> for SendConfirmation {
+    async fn on(&self, reserved: StockReserved, ctx: &Context) -> Result<(), HandlerError> {
+        tracing::info!(order = reserved.order_id, to = %reserved.email, chain = ctx.correlation_id(), "confirmation mailed");
+        self.outcomes.push(format!("order {} confirmed to {}", reserved.order_id, reserved.email));
+        Ok(())
+    }
+}
+
+/// Tells the purchasing team about shortages.
+pub struct ReportShortage {
+    outcomes: Outcomes,
+}
+
+impl FromState for ReportShortage {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { outcomes: state.get::<Outcomes>()?.clone() })
+    }
+}
+
+#[event_listener]
+impl Listener<StockShort> for ReportShortage {
+    async fn on(&self, short: StockShort, _ctx: &Context) -> Result<(), HandlerError> {
+        tracing::warn!(order = short.order_id, sku = %short.sku, missing = short.missing, "stock short");
+        self.outcomes.push(format!("order {} short of {} x {}", short.order_id, short.missing, short.sku));
+        Ok(())
+    }
+}
+
+/// Every running process keeps its own price cache: `per_process` gives each one every event.
+#[derive(Default)]
+pub struct RefreshPriceCache {
+    prices: Mutex<HashMap<String, u64>>,
+}
+
+#[event_listener(per_process)]
+impl Listener<PriceChanged> for RefreshPriceCache {
+    async fn on(&self, change: PriceChanged, _ctx: &Context) -> Result<(), HandlerError> {
+        self.prices
+            .lock()
+            .map_err(|_| HandlerError::msg("cache lock poisoned"))?
+            .insert(change.sku.clone(), change.cents);
+        tracing::info!(sku = %change.sku, cents = change.cents, "price cache refreshed");
+        Ok(())
+    }
+}
+
+// ---- the program ---------------------------------------------------------------------------
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    eventing_examples::init_logging();
+
+    let warehouse = Warehouse::default();
+    warehouse.0.lock().expect("fresh lock").extend([("kettle".to_owned(), 3), ("teapot".to_owned(), 1)]);
+    let outcomes = Outcomes::default();
+
+    // The transport comes from EVENTING_URL; unset, it is the in-memory broker.
+    let bus = eventing::builder().service("shop").state(warehouse).state(outcomes.clone()).start().await?;
+
+    bus.publish(&PriceChanged { sku: "kettle".into(), cents: 2_999 }).await?;
+    let orders =
+        [(1, "ada@example.com", "kettle", 2), (2, "bob@example.com", "teapot", 2), (3, "cy@example.com", "kettle", 1)];
+    for (order_id, email, sku, quantity) in orders {
+        bus.publish(&OrderPlaced { order_id, email: email.into(), sku: sku.into(), quantity }).await?;
+    }
+
+    let done = tokio::time::timeout(Duration::from_secs(30), outcomes.wait_for(orders.len())).await?;
+    for outcome in &done {
+        tracing::info!("{outcome}");
+    }
+    bus.shutdown().await?;
+    Ok(())
+}
