@@ -29,4 +29,8 @@ impl Backend for Memory {
     async fn cleanup(&self, _scope: &Scope) {}
 }
 
-eventing_tests::conformance_suite!(Memory::default());
+async fn memory() -> Option<Memory> {
+    Some(Memory::default())
+}
+
+eventing_tests::conformance_suite!(memory);

@@ -1,0 +1,59 @@
+//! Opening the connection, and saying precisely what is wrong when it fails.
+
+use eventing::transport::{TransportError, redact_url};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::uri::AMQPUri;
+use lapin::{Connection, ConnectionProperties, ErrorKind};
+
+/// Opens a connection with lapin's automatic recovery.
+///
+/// A plain connection is tried first: with recovery enabled lapin retries a refused TCP
+/// connection with backoff, which would turn a wrong port into minutes of waiting at
+/// start. The first attempt fails fast and names the host, port, vhost or user at fault.
+pub(crate) async fn open(url: &str, connection_name: &str) -> Result<Connection, TransportError> {
+    let uri: AMQPUri = url.parse().map_err(|reason| TransportError::Connect {
+        url: redact_url(url),
+        reason: format!("not an AMQP URL: {reason}"),
+    })?;
+    let probe = Connection::connect_uri(uri.clone(), properties(connection_name))
+        .await
+        .map_err(|error| connect_error(url, &uri, &error))?;
+    let _ = probe.close(200, "eventing: connection check done".into()).await;
+    Connection::connect_uri(uri.clone(), properties(connection_name).enable_auto_recover())
+        .await
+        .map_err(|error| connect_error(url, &uri, &error))
+}
+
+fn properties(connection_name: &str) -> ConnectionProperties {
+    ConnectionProperties::default().with_connection_name(connection_name.into())
+}
+
+/// Which part of the URL was wrong, from lapin's error.
+fn connect_error(url: &str, uri: &AMQPUri, error: &lapin::Error) -> TransportError {
+    let host = &uri.authority.host;
+    let port = uri.authority.port;
+    let user = &uri.authority.userinfo.username;
+    let vhost = &uri.vhost;
+    let reason = match error.kind() {
+        ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("nothing accepts connections at {host}:{port} (connection refused): check the host and port")
+        }
+        ErrorKind::IOError(io) => format!("cannot reach {host}:{port}: {io}"),
+        ErrorKind::ProtocolError(amqp) => match amqp.kind() {
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
+                if amqp.get_message().as_str().contains("vhost") =>
+            {
+                format!("vhost `{vhost}` does not exist or user `{user}` may not use it ({})", amqp.get_message())
+            }
+            AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) => {
+                format!("the broker refused the credentials of user `{user}` ({})", amqp.get_message())
+            }
+            AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => {
+                format!("user `{user}` may not open vhost `{vhost}` ({})", amqp.get_message())
+            }
+            _ => format!("the broker closed the connection: {}", amqp.get_message()),
+        },
+        other => format!("{other:?}"),
+    };
+    TransportError::Connect { url: redact_url(url), reason }
+}

@@ -1,0 +1,124 @@
+//! Between eventing's [`Message`] and AMQP properties, headers and body.
+//!
+//! The body is the event's JSON and nothing else. Message id, correlation id, type (the
+//! event name), timestamp, app id, content type and delivery mode are AMQP properties;
+//! the causation id and the attempt travel in `x-eventing-*` headers.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use eventing::message::{HeaderValue, Headers, Message, header};
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+
+/// AMQP delivery mode of persistent messages.
+const PERSISTENT: u8 = 2;
+/// AMQP delivery mode of transient messages.
+const TRANSIENT: u8 = 1;
+
+/// The properties to publish `message` with.
+pub(crate) fn properties(message: &Message) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    for (name, value) in &message.headers {
+        headers.insert(name.as_str().into(), to_amqp(value));
+    }
+    if let Some(causation) = &message.causation_id {
+        headers.insert(header::CAUSATION_ID.into(), AMQPValue::LongString(causation.as_str().into()));
+    }
+    headers.insert(header::ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(message.attempt)));
+    let timestamp = message.timestamp.duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0);
+    let mut properties = BasicProperties::default()
+        .with_message_id(message.message_id.as_str().into())
+        .with_correlation_id(message.chain_id().into())
+        .with_type(message.event_type.as_ref().into())
+        .with_timestamp(timestamp)
+        .with_delivery_mode(if message.persistent { PERSISTENT } else { TRANSIENT })
+        .with_headers(headers);
+    if let Some(content_type) = &message.content_type {
+        properties = properties.with_content_type(content_type.as_ref().into());
+    }
+    if let Some(app_id) = &message.app_id {
+        properties = properties.with_app_id(app_id.as_ref().into());
+    }
+    properties
+}
+
+/// The message carried by an AMQP delivery (from us or from any other AMQP client).
+pub(crate) fn message(body: Vec<u8>, properties: &BasicProperties, routing_key: &str) -> Message {
+    let mut headers = Headers::new();
+    let mut causation_id = None;
+    let mut attempt = 1;
+    if let Some(table) = properties.headers() {
+        for (name, value) in table.inner() {
+            match name.as_str() {
+                header::CAUSATION_ID => causation_id = text(value),
+                header::ATTEMPT => attempt = integer(value).and_then(|n| u32::try_from(n).ok()).unwrap_or(1).max(1),
+                other => {
+                    if let Some(value) = from_amqp(value) {
+                        headers.insert(other.to_owned(), value);
+                    }
+                }
+            }
+        }
+    }
+    let message_id = properties.message_id().as_ref().map(ShortString::to_string).unwrap_or_default();
+    let correlation_id = properties
+        .correlation_id()
+        .as_ref()
+        .map(ShortString::to_string)
+        .filter(|correlation| *correlation != message_id);
+    Message {
+        body,
+        message_id,
+        correlation_id,
+        causation_id,
+        // A plain client may leave `type` unset: the routing key is the event name then.
+        event_type: Cow::Owned(
+            properties.kind().as_ref().map_or_else(|| routing_key.to_owned(), ShortString::to_string),
+        ),
+        content_type: properties.content_type().as_ref().map(|content_type| Cow::Owned(content_type.to_string())),
+        timestamp: properties.timestamp().map_or(UNIX_EPOCH, |seconds| UNIX_EPOCH + Duration::from_secs(seconds)),
+        app_id: properties.app_id().as_ref().map(|app_id| Arc::from(app_id.as_str())),
+        persistent: *properties.delivery_mode() == Some(PERSISTENT),
+        attempt,
+        headers,
+    }
+}
+
+fn to_amqp(value: &HeaderValue) -> AMQPValue {
+    match value {
+        HeaderValue::Text(text) => AMQPValue::LongString(LongString::from(text.as_str())),
+        HeaderValue::Int(n) => AMQPValue::LongLongInt(*n),
+        HeaderValue::Bool(b) => AMQPValue::Boolean(*b),
+    }
+}
+
+fn from_amqp(value: &AMQPValue) -> Option<HeaderValue> {
+    match value {
+        AMQPValue::Boolean(b) => Some(HeaderValue::Bool(*b)),
+        AMQPValue::Timestamp(seconds) => i64::try_from(*seconds).ok().map(HeaderValue::Int),
+        other => integer(other).map(HeaderValue::Int).or_else(|| text(other).map(HeaderValue::Text)),
+    }
+}
+
+fn integer(value: &AMQPValue) -> Option<i64> {
+    match value {
+        AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongLongInt(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn text(value: &AMQPValue) -> Option<String> {
+    match value {
+        AMQPValue::ShortString(text) => Some(text.to_string()),
+        AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        _ => None,
+    }
+}

@@ -1,0 +1,51 @@
+//! The RabbitMQ transport of [`eventing`], on [`lapin`]: `amqp://` and `amqps://` URLs.
+//!
+//! Depend on this crate and name it once so the linker keeps its registration; the
+//! scheme of `EVENTING_URL` (or `builder().url(...)`) then selects it:
+//!
+//! ```no_run
+//! use eventing_amqp as _;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), eventing::Error> {
+//!     // EVENTING_URL=amqp://guest:guest@127.0.0.1:5672/%2f
+//!     eventing::run().await
+//! }
+//! ```
+//!
+//! What it does on the broker:
+//! - declares a durable topic exchange, one queue per listener (names and flags as in
+//!   `eventing::naming`), a durable dead-letter queue per listener, and the bindings;
+//!   a queue that exists with other arguments is a start error naming it;
+//! - publishes with publisher confirms (always; `publish` returns after the broker's ack),
+//!   pipelined over a few shared channels;
+//! - consumes each listener on its own channel with its own prefetch (never global QoS),
+//!   acknowledging only what its handler finished;
+//! - recovers a lost connection with lapin's own recovery (topology, QoS, consumers and
+//!   confirms are replayed); publishes during the outage wait, bounded, for the recovery
+//!   and are confirmed before they return.
+//!
+//! For settings the URL cannot carry (quorum queues, publish timeout) connect in code with
+//! [`AmqpTransport::connect`] and hand it to `eventing::builder().transport(...)`.
+#![warn(missing_docs, unreachable_pub)]
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod admin;
+mod connect;
+mod consume;
+mod convert;
+mod options;
+mod publish;
+mod topology;
+mod transport;
+
+pub use options::{AmqpOptions, QueueType};
+pub use transport::AmqpTransport;
+
+inventory::submit! {
+    eventing::transport::TransportFactory {
+        schemes: &["amqp", "amqps"],
+        connect: transport::connect_from_url,
+    }
+}

@@ -1,0 +1,99 @@
+//! Declaring exchanges, queues and bindings, with the arguments DESIGN.md's table gives.
+
+use eventing::transport::{BindingSpec, QueueLifetime, QueueSpec, TransportError};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ErrorKind, ExchangeKind};
+
+use crate::options::QueueType;
+
+/// Declares a durable topic exchange.
+pub(crate) async fn declare_exchange(channel: &Channel, name: &str) -> Result<(), TransportError> {
+    let options = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel
+        .exchange_declare(name.into(), ExchangeKind::Topic, options, FieldTable::default())
+        .await
+        .map_err(|error| declare_error(&format!("exchange `{name}`"), error))
+}
+
+/// Declares a queue; returns how many messages it holds.
+pub(crate) async fn declare_queue(
+    channel: &Channel,
+    spec: &QueueSpec,
+    queue_type: QueueType,
+) -> Result<u32, TransportError> {
+    let (options, arguments) = queue_arguments(spec, queue_type);
+    channel
+        .queue_declare(spec.name.as_str().into(), options, arguments)
+        .await
+        .map(|queue| queue.message_count())
+        .map_err(|error| declare_error(&format!("queue `{}`", spec.name), error))
+}
+
+/// Binds a queue to a topic exchange.
+pub(crate) async fn bind(channel: &Channel, binding: &BindingSpec) -> Result<(), TransportError> {
+    channel
+        .queue_bind(
+            binding.queue.as_str().into(),
+            binding.exchange.as_str().into(),
+            binding.pattern.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|error| {
+            declare_error(
+                &format!("binding of queue `{}` to `{}` on `{}`", binding.queue, binding.exchange, binding.pattern),
+                error,
+            )
+        })
+}
+
+/// Declaration flags and arguments of a queue:
+/// - durable: durable (classic, or quorum when configured);
+/// - expiring: durable with `x-expires`, the form RabbitMQ 4.x accepts for shared queues of
+///   non-durable events (transient non-exclusive queues are deprecated);
+/// - exclusive: exclusive and auto-delete, gone with the connection.
+pub(crate) fn queue_arguments(spec: &QueueSpec, queue_type: QueueType) -> (QueueDeclareOptions, FieldTable) {
+    let mut arguments = FieldTable::default();
+    let options = match spec.lifetime {
+        QueueLifetime::Durable => {
+            if queue_type == QueueType::Quorum {
+                arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+            }
+            QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
+        }
+        QueueLifetime::Expiring { idle } => {
+            let millis = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX).max(1);
+            arguments.insert("x-expires".into(), AMQPValue::LongLongInt(millis));
+            QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
+        }
+        QueueLifetime::Exclusive => {
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() }
+        }
+    };
+    (options, arguments)
+}
+
+/// Maps a failed declaration to an error naming the object.
+pub(crate) fn declare_error(object: &str, error: lapin::Error) -> TransportError {
+    if let ErrorKind::ProtocolError(amqp) = error.kind() {
+        let reason = amqp.get_message().to_string();
+        match amqp.kind() {
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED) => {
+                return TransportError::Conflict { object: object.to_owned(), reason };
+            }
+            AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED) => {
+                return TransportError::Locked {
+                    queue: object.trim_start_matches("queue ").trim_matches('`').to_owned(),
+                };
+            }
+            AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND) => {
+                return TransportError::NotFound { object: format!("{object} ({reason})") };
+            }
+            _ => {}
+        }
+    }
+    TransportError::Other { context: format!("declaring {object}"), source: Box::new(error) }
+}

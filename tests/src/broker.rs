@@ -1,0 +1,37 @@
+//! The RabbitMQ the tests use, and the rule for when it is missing: in CI (`CI` set) a
+//! missing broker fails the test; on a laptop the test is skipped with a loud message.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// The broker URL: `EVENTING_TEST_AMQP_URL`, else the local default.
+pub fn amqp_url() -> String {
+    std::env::var("EVENTING_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The URL when a broker answers on it; `None` (after a loud message) on a laptop without
+/// one; a panic in CI, where RabbitMQ tests must run.
+pub fn reachable_amqp_url() -> Option<String> {
+    let url = amqp_url();
+    let address = url
+        .split_once("://")
+        .map(|(_, rest)| rest.rsplit_once('@').map_or(rest, |(_, host)| host))
+        .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+        .unwrap_or_default();
+    let address = if address.contains(':') { address } else { format!("{address}:5672") };
+    let reachable = address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .is_some_and(|address| TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_ok());
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("RabbitMQ is not reachable at {address}, and CI must run the RabbitMQ tests");
+    }
+    eprintln!(
+        "\n!!! SKIPPED: RabbitMQ is not reachable at {address}; start it (rabbitmq-server -detached) to run this test !!!\n"
+    );
+    None
+}
