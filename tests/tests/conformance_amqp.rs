@@ -1,12 +1,14 @@
 //! The conformance suite on RabbitMQ.
 
+mod support;
+
 use std::sync::Arc;
 
 use eventing::message::Message;
 use eventing::transport::Transport;
 use eventing_amqp::{AmqpOptions, AmqpTransport};
-use eventing_tests::broker::reachable_amqp_url;
 use eventing_tests::conformance::{Backend, Scope};
+use support::broker::reachable_amqp_url;
 
 /// The local RabbitMQ; each test uses its own exchange and service names.
 struct Rabbit {

@@ -1,0 +1,187 @@
+//! Starting on RabbitMQ: the contract unchanged but for the URL, the names and flags on the
+//! broker, and what a wrong URL or a conflicting queue says.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use eventing::{Context, HandlerError, Listener, event, event_listener};
+use eventing_amqp::{AmqpOptions, AmqpTransport};
+use serde::{Deserialize, Serialize};
+use support::broker::reachable_amqp_url;
+
+#[event] // name "user_created", not durable
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserCreated {
+    pub user_id: u64,
+    pub email: String,
+}
+
+#[event(name = "billing.invoice_paid", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvoicePaid {
+    pub invoice: String,
+}
+
+#[derive(Default)]
+pub struct SendWelcomeMail;
+
+#[event_listener] // name "send_welcome_mail", competing consumers
+impl Listener<UserCreated> for SendWelcomeMail {
+    async fn on(&self, event: UserCreated, ctx: &Context) -> Result<(), HandlerError> {
+        ctx.publish(&InvoicePaid { invoice: format!("welcome-{}", event.user_id) }).await?;
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct InvalidateCache;
+
+#[event_listener(per_process)] // every running process gets every event
+impl Listener<UserCreated> for InvalidateCache {
+    async fn on(&self, _event: UserCreated, _ctx: &Context) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct RecordInvoice;
+
+#[event_listener]
+impl Listener<InvoicePaid> for RecordInvoice {
+    async fn on(&self, _event: InvoicePaid, _ctx: &Context) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// `rabbitmqctl list_queues name durable exclusive`, rows whose name starts with `prefix`.
+fn list_queues(prefix: &str) -> Vec<String> {
+    let output = Command::new("rabbitmqctl")
+        .args(["list_queues", "--quiet", "--no-table-headers", "name", "durable", "exclusive", "arguments"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let mut rows: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn admin(url: &str) -> AmqpTransport {
+    AmqpTransport::connect(url, AmqpOptions::default()).await.expect("admin connection")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_runs_on_rabbitmq_with_the_names_and_flags_of_the_table() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let service = unique("contract");
+    let exchange = unique("contract-exchange");
+    let bus = eventing::builder()
+        .url(url.clone())
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .process_id("host-1")
+        .start()
+        .await
+        .expect("start on RabbitMQ");
+    bus.publish(&UserCreated { user_id: 7, email: "a@example.com".into() }).await.expect("publish");
+
+    let rows = list_queues(&service);
+    let expiry = "[{\"x-expires\",1800000}]";
+    assert_eq!(
+        rows,
+        vec![
+            format!("{service}.billing.invoice_paid.record_invoice true false []"),
+            format!("{service}.billing.invoice_paid.record_invoice.dead_letter true false []"),
+            format!("{service}.user_created.invalidate_cache.dead_letter true false []"),
+            format!("{service}.user_created.invalidate_cache.host-1 false true []"),
+            format!("{service}.user_created.send_welcome_mail true false {expiry}"),
+            format!("{service}.user_created.send_welcome_mail.dead_letter true false []"),
+        ]
+    );
+    bus.shutdown().await.expect("shutdown");
+    assert!(
+        !list_queues(&service).iter().any(|row| row.contains("host-1")),
+        "the per-process queue goes with the connection"
+    );
+
+    let admin = admin(&url).await;
+    for row in list_queues(&service) {
+        let name = row.split(' ').next().unwrap_or_default().to_owned();
+        admin.delete_queue(&name).await.expect("delete");
+    }
+    admin.delete_exchange(&exchange).await.expect("delete exchange");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declaring_twice_and_from_many_processes_at_once_is_harmless() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let service = unique("twice");
+    let exchange = unique("twice-exchange");
+    let start = |process: &str| {
+        eventing::builder()
+            .url(url.clone())
+            .service(service.clone())
+            .exchange(exchange.clone())
+            .process_id(process.to_owned())
+            .start()
+    };
+    let (a, b, c) = tokio::join!(start("a"), start("b"), start("c"));
+    for bus in [a.expect("a"), b.expect("b"), c.expect("c")] {
+        bus.shutdown().await.expect("shutdown");
+    }
+    let admin = admin(&url).await;
+    for row in list_queues(&service) {
+        admin.delete_queue(row.split(' ').next().unwrap_or_default()).await.expect("delete");
+    }
+    admin.delete_exchange(&exchange).await.expect("delete exchange");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_existing_queue_is_a_start_error_naming_it() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let service = unique("conflict");
+    // The shared queue of a non-durable event exists already, declared without expiry.
+    let queue = format!("{service}.user_created.send_welcome_mail");
+    let admin = admin(&url).await;
+    use eventing::transport::{QueueLifetime, QueueRole, QueueSpec, Topology, Transport};
+    let plain = QueueSpec { name: queue.clone(), lifetime: QueueLifetime::Durable, role: QueueRole::Listener };
+    admin.declare(&Topology { queues: vec![plain], ..Topology::default() }).await.expect("declare plain queue");
+
+    let error = eventing::builder().url(url.clone()).service(service.clone()).start().await.expect_err("conflict");
+    let text = error.to_string();
+    assert!(text.contains(&format!("queue `{queue}` exists with different arguments")), "{text}");
+    assert!(text.contains("x-expires"), "{text}");
+
+    let admin = self::admin(&url).await;
+    for row in list_queues(&service) {
+        admin.delete_queue(row.split(' ').next().unwrap_or_default()).await.expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_port_host_password_or_vhost_says_which() {
+    let Some(_) = reachable_amqp_url() else { return };
+    let cases = [
+        ("amqp://guest:guest@127.0.0.1:1/%2f", "127.0.0.1:1 (connection refused)"),
+        ("amqp://guest:guest@no-such-host.invalid:5672/%2f", "cannot reach no-such-host.invalid:5672"),
+        ("amqp://guest:wrong-secret@127.0.0.1:5672/%2f", "refused the credentials of user `guest`"),
+        ("amqp://guest:guest@127.0.0.1:5672/no-such-vhost", "vhost `no-such-vhost`"),
+    ];
+    for (url, expected) in cases {
+        let started = std::time::Instant::now();
+        let error = eventing::builder().url(url).start().await.expect_err(url);
+        let text = error.to_string();
+        assert!(text.contains(expected), "{url}: {text}");
+        assert!(!text.contains("wrong-secret"), "the password leaked: {text}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{url} took {:?}", started.elapsed());
+    }
+}
