@@ -156,15 +156,23 @@ async fn a_conflicting_existing_queue_is_a_start_error_naming_it() {
     let plain = QueueSpec { name: queue.clone(), lifetime: QueueLifetime::Durable, role: QueueRole::Listener };
     admin.declare(&Topology { queues: vec![plain], ..Topology::default() }).await.expect("declare plain queue");
 
-    let error = eventing::builder().url(url.clone()).service(service.clone()).start().await.expect_err("conflict");
+    let exchange = unique("conflict-exchange");
+    let error = eventing::builder()
+        .url(url.clone())
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .start()
+        .await
+        .expect_err("conflict");
     let text = error.to_string();
     assert!(text.contains(&format!("queue `{queue}` exists with different arguments")), "{text}");
     assert!(text.contains("x-expires"), "{text}");
 
-    let admin = self::admin(&url).await;
     for row in list_queues(&service) {
         admin.delete_queue(row.split(' ').next().unwrap_or_default()).await.expect("delete");
     }
+    admin.delete_exchange(&exchange).await.expect("delete exchange");
+    assert!(list_queues(&service).is_empty(), "a failed start leaves nothing behind: {:?}", list_queues(&service));
 }
 
 #[tokio::test]

@@ -212,51 +212,18 @@ impl Builder {
                 connect::connect(&url, &app_id, &process_id).await?
             }
         };
-        transport.declare(&plan.topology).await.map_err(|source| Error::Declare { source })?;
-
-        let publisher = Arc::new(Publisher::new(Arc::clone(&transport), exchange, app_id));
-        let stop = CancellationToken::new();
-        let mut consumers = Vec::with_capacity(plan.listeners.len());
-        for (listener, handler) in plan.listeners.iter().zip(handlers) {
-            let info = listener.registered.info;
-            let subscription = match transport.consume(&listener.queue, listener.prefetch).await {
-                Ok(subscription) => subscription,
-                Err(source) => {
-                    stop.cancel();
-                    return Err(Error::Consume {
-                        listener: info.rust_type,
-                        queue: listener.queue.name.clone(),
-                        source,
-                    });
+        let launched = launch(&transport, &plan, handlers, exchange, app_id, process_id, self.shutdown_timeout).await;
+        match launched {
+            Ok(shared) => Ok(Bus { shared: Arc::new(shared) }),
+            Err(error) => {
+                // Nothing may linger after a failed start: no consumer, no connection
+                // (whose recovery would otherwise keep re-declaring what it had declared).
+                if let Err(close_error) = transport.close().await {
+                    tracing::warn!(error = %close_error, "closing the connection after a failed start");
                 }
-            };
-            let consumer = Arc::new(Consumer {
-                info: listener.registered.info,
-                handler,
-                publisher: Arc::clone(&publisher),
-                queue: listener.queue.name.clone(),
-                dead_letter_queue: listener.dead_letter.name.clone(),
-                concurrency: listener.concurrency,
-            });
-            tracing::info!(
-                listener = info.name,
-                event = info.event,
-                queue = %listener.queue.name,
-                concurrency = listener.concurrency,
-                prefetch = listener.prefetch,
-                "listening"
-            );
-            consumers.push(tokio::spawn(consumer.run(subscription, stop.child_token(), self.shutdown_timeout)));
+                Err(error)
+            }
         }
-        Ok(Bus {
-            shared: Arc::new(Shared {
-                publisher,
-                stop,
-                consumers: Mutex::new(consumers),
-                topology: plan.topology,
-                process_id,
-            }),
-        })
     }
 
     /// [`start`](Self::start)s the bus, waits for SIGINT or SIGTERM, then shuts down gracefully.
@@ -267,6 +234,60 @@ impl Builder {
         bus.shutdown().await?;
         signal
     }
+}
+
+/// Declares the topology and starts one consumer per listener. On failure, the consumers
+/// already started are stopped before the error is returned.
+async fn launch(
+    transport: &Arc<dyn Transport>,
+    plan: &plan::Plan,
+    handlers: Vec<Arc<dyn crate::registry::ErasedHandler>>,
+    exchange: String,
+    app_id: Arc<str>,
+    process_id: String,
+    shutdown_timeout: Duration,
+) -> Result<Shared, Error> {
+    transport.declare(&plan.topology).await.map_err(|source| Error::Declare { source })?;
+    let publisher = Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id));
+    let stop = CancellationToken::new();
+    let mut consumers = Vec::with_capacity(plan.listeners.len());
+    for (listener, handler) in plan.listeners.iter().zip(handlers) {
+        let info = listener.registered.info;
+        let subscription = match transport.consume(&listener.queue, listener.prefetch).await {
+            Ok(subscription) => subscription,
+            Err(source) => {
+                stop.cancel();
+                for consumer in consumers {
+                    let _ = consumer.await;
+                }
+                return Err(Error::Consume { listener: info.rust_type, queue: listener.queue.name.clone(), source });
+            }
+        };
+        let consumer = Arc::new(Consumer {
+            info,
+            handler,
+            publisher: Arc::clone(&publisher),
+            queue: listener.queue.name.clone(),
+            dead_letter_queue: listener.dead_letter.name.clone(),
+            concurrency: listener.concurrency,
+        });
+        tracing::info!(
+            listener = info.name,
+            event = info.event,
+            queue = %listener.queue.name,
+            concurrency = listener.concurrency,
+            prefetch = listener.prefetch,
+            "listening"
+        );
+        consumers.push(tokio::spawn(consumer.run(subscription, stop.child_token(), shutdown_timeout)));
+    }
+    Ok(Shared {
+        publisher,
+        stop,
+        consumers: Mutex::new(consumers),
+        topology: plan.topology.clone(),
+        process_id,
+    })
 }
 
 fn env(name: &str) -> Option<String> {

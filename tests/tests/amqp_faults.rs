@@ -1,0 +1,157 @@
+//! Fault test on the shared broker: `rabbitmqctl stop_app`/`start_app` while durable events
+//! are being published and consumed. Every event whose publish returned `Ok` (was
+//! confirmed) is handled. The app is restarted afterwards even when the test fails.
+//!
+//! Tests that stop the broker live in this one binary and take [`BROKER`] so they never
+//! overlap; cargo runs test binaries one after another, so no other test sees the outage.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventing::{Context, Event, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
+use eventing_amqp::{AmqpOptions, AmqpTransport};
+use serde::{Deserialize, Serialize};
+use support::broker::reachable_amqp_url;
+use tokio::sync::Notify;
+
+/// Serializes the tests that stop the broker.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[event(name = "faults.payment_captured", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PaymentCaptured {
+    pub n: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct Handled {
+    seen: Arc<Mutex<BTreeSet<u64>>>,
+    changed: Arc<Notify>,
+}
+
+impl Handled {
+    async fn wait_for(&self, expected: &BTreeSet<u64>, timeout: Duration) -> Result<(), BTreeSet<u64>> {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if expected.is_subset(&self.seen.lock().expect("lock")) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            let seen = self.seen.lock().expect("lock");
+            expected.difference(&seen).copied().collect()
+        })
+    }
+}
+
+pub struct Ledger {
+    handled: Handled,
+}
+
+impl FromState for Ledger {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { handled: state.get::<Handled>()?.clone() })
+    }
+}
+
+#[event_listener(concurrency = 8)]
+impl Listener<PaymentCaptured> for Ledger {
+    async fn on(&self, event: PaymentCaptured, _ctx: &Context) -> Result<(), HandlerError> {
+        self.handled.seen.lock().map_err(|_| HandlerError::msg("poisoned"))?.insert(event.n);
+        self.handled.changed.notify_waiters();
+        Ok(())
+    }
+}
+
+/// Runs `rabbitmqctl` with `args`; panics with its output when it fails.
+fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
+    assert!(output.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Starts the RabbitMQ app again when dropped, also when the test panics.
+struct RestartOnDrop;
+
+impl Drop for RestartOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+        let _ = Command::new("rabbitmqctl").args(["await_startup", "--timeout", "60"]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let _exclusive = BROKER.lock().await;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let service = format!("faults-{}-{stamp}", std::process::id());
+    let exchange = format!("faults-exchange-{stamp}");
+    let handled = Handled::default();
+    let bus = eventing::builder()
+        .url(url.clone())
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .state(handled.clone())
+        .start()
+        .await
+        .expect("start");
+
+    const EVENTS: u64 = 400;
+    let publisher = tokio::spawn({
+        let bus = bus.clone();
+        async move {
+            let mut confirmed = BTreeSet::new();
+            let mut failed = Vec::new();
+            let mut longest = Duration::ZERO;
+            for n in 0..EVENTS {
+                let started = std::time::Instant::now();
+                let result = bus.publish(&PaymentCaptured { n }).await;
+                longest = longest.max(started.elapsed());
+                match result {
+                    Ok(()) => {
+                        confirmed.insert(n);
+                    }
+                    Err(error) => failed.push((n, error.to_string())),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (confirmed, failed, longest)
+        }
+    });
+
+    // Stop the broker while publishing is under way, keep it down a moment, start it again.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let restart = RestartOnDrop;
+    tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"])).await.expect("stop_app");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::spawn_blocking(|| {
+        rabbitmqctl(&["start_app"]);
+        rabbitmqctl(&["await_startup", "--timeout", "60"]);
+    })
+    .await
+    .expect("start_app");
+    drop(restart);
+
+    let (confirmed, failed, longest) = publisher.await.expect("publisher task");
+    assert!(longest >= Duration::from_secs(1), "no publish waited through the outage (longest {longest:?})");
+    assert!(failed.is_empty(), "publishes that failed instead of waiting for recovery: {failed:?}");
+    assert_eq!(confirmed.len() as u64, EVENTS);
+    if let Err(missing) = handled.wait_for(&confirmed, Duration::from_secs(90)).await {
+        panic!("{} confirmed events never handled: {missing:?}", missing.len());
+    }
+    bus.shutdown().await.expect("shutdown");
+
+    let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
+    admin.delete_queue(&eventing::naming::listener_queue(&service, PaymentCaptured::NAME, "ledger")).await.expect("delete");
+    admin.delete_queue(&eventing::naming::dead_letter_queue(&service, PaymentCaptured::NAME, "ledger")).await.expect("delete");
+    admin.delete_exchange(&exchange).await.expect("delete exchange");
+}
