@@ -7,13 +7,19 @@ use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions}
 
 use crate::AmqpTransport;
 use crate::convert;
-use crate::publish::other;
+use crate::link::other;
 
 impl AmqpTransport {
     /// Up to `limit` messages of `queue`, left in the queue: they are fetched without
     /// acknowledging and return when the channel closes (marked redelivered).
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>, TransportError> {
-        let channel = self.connection().create_channel().await.map_err(|error| other("opening a channel", error))?;
+        let channel = self
+            .link
+            .current()?
+            .connection
+            .create_channel()
+            .await
+            .map_err(|error| other("opening a channel", error))?;
         let mut messages = Vec::new();
         while messages.len() < limit {
             let fetched = channel
@@ -30,7 +36,13 @@ impl AmqpTransport {
 
     /// Deletes a queue and its messages; a queue that does not exist is not an error.
     pub async fn delete_queue(&self, queue: &str) -> Result<(), TransportError> {
-        let channel = self.connection().create_channel().await.map_err(|error| other("opening a channel", error))?;
+        let channel = self
+            .link
+            .current()?
+            .connection
+            .create_channel()
+            .await
+            .map_err(|error| other("opening a channel", error))?;
         channel
             .queue_delete(queue.into(), QueueDeleteOptions::default())
             .await
@@ -41,7 +53,13 @@ impl AmqpTransport {
 
     /// Deletes an exchange; one that does not exist is not an error.
     pub async fn delete_exchange(&self, exchange: &str) -> Result<(), TransportError> {
-        let channel = self.connection().create_channel().await.map_err(|error| other("opening a channel", error))?;
+        let channel = self
+            .link
+            .current()?
+            .connection
+            .create_channel()
+            .await
+            .map_err(|error| other("opening a channel", error))?;
         channel
             .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
             .await

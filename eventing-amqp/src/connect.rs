@@ -1,31 +1,19 @@
-//! Opening the connection, and saying precisely what is wrong when it fails.
+//! Opening a connection, and saying precisely what is wrong when it fails.
 
 use eventing::transport::{TransportError, redact_url};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties, ErrorKind};
 
-/// Opens a connection with lapin's automatic recovery.
-///
-/// A plain connection is tried first: with recovery enabled lapin retries a refused TCP
-/// connection with backoff, which would turn a wrong port into minutes of waiting at
-/// start. The first attempt fails fast and names the host, port, vhost or user at fault.
+/// Opens one connection. Fails at once (no retry) with an error naming the host, port,
+/// vhost or user at fault; the URL's password is never shown.
 pub(crate) async fn open(url: &str, connection_name: &str) -> Result<Connection, TransportError> {
     let uri: AMQPUri = url.parse().map_err(|reason| TransportError::Connect {
         url: redact_url(url),
         reason: format!("not an AMQP URL: {reason}"),
     })?;
-    let probe = Connection::connect_uri(uri.clone(), properties(connection_name))
-        .await
-        .map_err(|error| connect_error(url, &uri, &error))?;
-    let _ = probe.close(200, "eventing: connection check done".into()).await;
-    Connection::connect_uri(uri.clone(), properties(connection_name).enable_auto_recover())
-        .await
-        .map_err(|error| connect_error(url, &uri, &error))
-}
-
-fn properties(connection_name: &str) -> ConnectionProperties {
-    ConnectionProperties::default().with_connection_name(connection_name.into())
+    let properties = ConnectionProperties::default().with_connection_name(connection_name.into());
+    Connection::connect_uri(uri.clone(), properties).await.map_err(|error| connect_error(url, &uri, &error))
 }
 
 /// Which part of the URL was wrong, from lapin's error.

@@ -1,103 +1,152 @@
 //! A listener's subscription: its own channel and prefetch, deliveries converted to
-//! eventing's, and lapin's recovery awaited when the connection drops.
+//! eventing's, restarted by the link on every new connection.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use eventing::transport::{Acker, BoxFuture, Delivery, Settle, Subscription, TransportError};
-use futures_util::stream::BoxStream;
+use eventing::transport::{Acker, BoxFuture, Delivery, QueueSpec, Subscription, TransportError};
 use futures_util::{Stream, StreamExt};
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
-use lapin::types::ShortString;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
+use tokio::sync::mpsc;
 
+use crate::acks::{AckBatcher, BatchedAcker};
 use crate::convert;
-use crate::publish::other;
+use crate::link::{Session, other};
 
-pub(crate) struct AmqpSubscription {
-    deliveries: BoxStream<'static, Result<Delivery, TransportError>>,
-    channel: Channel,
-    consumer_tag: ShortString,
+type DeliverySender = mpsc::UnboundedSender<Result<Delivery, TransportError>>;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl AmqpSubscription {
-    pub(crate) fn new(channel: Channel, consumer: Consumer, consumer_tag: ShortString, queue: String) -> Self {
-        let deliveries = futures_util::stream::unfold(
-            Some((consumer, channel.clone(), queue)),
-            |state| async move {
-                let (mut consumer, channel, queue) = state?;
-                loop {
-                    match consumer.next().await? {
-                        Ok(delivery) => {
-                            let delivery = convert_delivery(delivery);
-                            return Some((Ok(delivery), Some((consumer, channel, queue))));
-                        }
-                        Err(error) => {
-                            tracing::warn!(queue = %queue, %error, "consumer interrupted; waiting for the connection to recover");
-                            match channel.wait_for_recovery(error).await {
-                                Ok(()) => tracing::info!(queue = %queue, "consuming again after recovery"),
-                                Err(error) => return Some((Err(other("consuming", error)), None)),
-                            }
-                        }
-                    }
-                }
-            },
-        )
-        .boxed();
-        Self { deliveries, channel, consumer_tag }
+/// One consumer as the link knows it, so it can start it again on a new connection.
+pub(crate) struct ConsumerSlot {
+    queue: QueueSpec,
+    prefetch: u16,
+    tag: String,
+    /// `None` once cancelled: not restarted, and the stream ends when the pump stops.
+    deliveries: Mutex<Option<DeliverySender>>,
+    channel: Mutex<Option<Channel>>,
+    pub(crate) acks: Arc<AckBatcher>,
+}
+
+impl ConsumerSlot {
+    pub(crate) fn new(queue: QueueSpec, prefetch: u16, tag: String) -> (Arc<Self>, AmqpSubscription) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let acks = Arc::new(AckBatcher::default());
+        tokio::spawn(Arc::clone(&acks).run_flusher());
+        let slot = Arc::new(Self {
+            queue,
+            prefetch,
+            tag,
+            deliveries: Mutex::new(Some(sender)),
+            channel: Mutex::new(None),
+            acks,
+        });
+        let subscription = AmqpSubscription { receiver, slot: Arc::clone(&slot) };
+        (slot, subscription)
+    }
+
+    /// Opens a channel with this consumer's prefetch and consumes on it; a pump task
+    /// forwards the deliveries until that channel or connection ends.
+    pub(crate) async fn start(&self, session: &Session) -> Result<(), TransportError> {
+        let Some(sender) = lock(&self.deliveries).clone() else { return Ok(()) };
+        let channel = session.connection.create_channel().await.map_err(|error| other("opening a channel", error))?;
+        channel
+            .basic_qos(self.prefetch.max(1), BasicQosOptions { global: false })
+            .await
+            .map_err(|error| other("setting the prefetch", error))?;
+        let consumer = channel
+            .basic_consume(
+                self.queue.name.as_str().into(),
+                self.tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| crate::topology::declare_error(&format!("queue `{}`", self.queue.name), error))?;
+        // Deliveries of an earlier channel can no longer be acknowledged: the broker has
+        // requeued them.
+        self.acks.recovered();
+        *lock(&self.channel) = Some(channel);
+        tokio::spawn(pump(consumer, sender, Arc::clone(&self.acks), self.queue.name.clone()));
+        Ok(())
+    }
+
+    async fn cancel(&self) -> Result<(), TransportError> {
+        lock(&self.deliveries).take();
+        let channel = lock(&self.channel).clone();
+        match channel {
+            Some(channel) if channel.status().connected() => channel
+                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+                .await
+                .map_err(|error| other("cancelling the consumer", error)),
+            _ => Ok(()),
+        }
     }
 }
 
-fn convert_delivery(delivery: lapin::message::Delivery) -> Delivery {
+async fn pump(mut consumer: Consumer, sender: DeliverySender, acks: Arc<AckBatcher>, queue: String) {
+    while let Some(next) = consumer.next().await {
+        match next {
+            Ok(delivery) => {
+                if sender.send(Ok(convert_delivery(delivery, &acks))).is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(queue = %queue, %error, "consumer stopped with its connection; the link restarts it");
+                return;
+            }
+        }
+    }
+}
+
+fn convert_delivery(delivery: lapin::message::Delivery, acks: &Arc<AckBatcher>) -> Delivery {
     let message = convert::message(delivery.data, &delivery.properties, delivery.routing_key.as_str());
+    let generation = acks.delivered(delivery.delivery_tag);
     Delivery {
         message: Arc::new(message),
         exchange: delivery.exchange.as_str().into(),
         routing_key: delivery.routing_key.as_str().into(),
         redelivered: delivery.redelivered,
-        acker: Acker::new(Arc::new(LapinAcker(delivery.acker)), delivery.delivery_tag),
+        acker: Acker::new(
+            Arc::new(BatchedAcker::new(Arc::clone(acks), generation, delivery.acker)),
+            delivery.delivery_tag,
+        ),
     }
+}
+
+/// The stream the runtime reads; it survives reconnects.
+pub(crate) struct AmqpSubscription {
+    receiver: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
+    slot: Arc<ConsumerSlot>,
 }
 
 impl Stream for AmqpSubscription {
     type Item = Result<Delivery, TransportError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.deliveries.poll_next_unpin(cx)
+        self.receiver.poll_recv(cx)
     }
 }
 
 impl Subscription for AmqpSubscription {
     fn cancel(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            self.channel
-                .basic_cancel(self.consumer_tag.clone(), BasicCancelOptions::default())
-                .await
-                .map_err(|error| other("cancelling the consumer", error))
-        })
+        Box::pin(self.slot.cancel())
     }
 }
 
-/// Settles one delivery through lapin's acker, which knows the channel it came from: after
-/// a recovery, settling a delivery of the old channel is refused (the broker has requeued
-/// it) instead of acknowledging an unrelated message with the same tag on the new channel.
-struct LapinAcker(lapin::Acker);
-
-impl Settle for LapinAcker {
-    fn ack(&self, _tag: u64) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { settled(self.0.ack(BasicAckOptions::default()).await) })
-    }
-
-    fn requeue(&self, _tag: u64) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move { settled(self.0.nack(BasicNackOptions { requeue: true, multiple: false }).await) })
-    }
-}
-
-fn settled(result: lapin::Result<bool>) -> Result<(), TransportError> {
-    match result {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(TransportError::Closed),
-        Err(error) => Err(other("settling a delivery", error)),
+impl Drop for AmqpSubscription {
+    fn drop(&mut self) {
+        // The runtime drops a subscription after its handlers finished: send their acks.
+        lock(&self.slot.deliveries).take();
+        let acks = Arc::clone(&self.slot.acks);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { acks.close().await });
+        }
     }
 }

@@ -26,15 +26,20 @@ pub(crate) fn properties(message: &Message) -> BasicProperties {
     if let Some(causation) = &message.causation_id {
         headers.insert(header::CAUSATION_ID.into(), AMQPValue::LongString(causation.as_str().into()));
     }
-    headers.insert(header::ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(message.attempt)));
+    if message.attempt > 1 {
+        // Absent means 1: first deliveries carry no attempt header.
+        headers.insert(header::ATTEMPT.into(), AMQPValue::LongLongInt(i64::from(message.attempt)));
+    }
     let timestamp = message.timestamp.duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0);
     let mut properties = BasicProperties::default()
         .with_message_id(message.message_id.as_str().into())
         .with_correlation_id(message.chain_id().into())
         .with_type(message.event_type.as_ref().into())
         .with_timestamp(timestamp)
-        .with_delivery_mode(if message.persistent { PERSISTENT } else { TRANSIENT })
-        .with_headers(headers);
+        .with_delivery_mode(if message.persistent { PERSISTENT } else { TRANSIENT });
+    if !headers.inner().is_empty() {
+        properties = properties.with_headers(headers);
+    }
     if let Some(content_type) = &message.content_type {
         properties = properties.with_content_type(content_type.as_ref().into());
     }

@@ -18,12 +18,13 @@
 //!   `eventing::naming`), a durable dead-letter queue per listener, and the bindings;
 //!   a queue that exists with other arguments is a start error naming it;
 //! - publishes with publisher confirms (always; `publish` returns after the broker's ack),
-//!   pipelined over a few shared channels;
+//!   pipelined over shared channels (one by default: it measured fastest here);
 //! - consumes each listener on its own channel with its own prefetch (never global QoS),
 //!   acknowledging only what its handler finished;
-//! - recovers a lost connection with lapin's own recovery (topology, QoS, consumers and
-//!   confirms are replayed); publishes during the outage wait, bounded, for the recovery
-//!   and are confirmed before they return.
+//! - heals a lost connection: reconnects with backoff, declares the topology again and
+//!   restarts every consumer; publishes during the outage wait (bounded by the publish
+//!   timeout) and return only after the broker confirmed them. (lapin's own recovery hangs
+//!   on a reset connection, see the `link` module.)
 //!
 //! For settings the URL cannot carry (quorum queues, publish timeout) connect in code with
 //! [`AmqpTransport::connect`] and hand it to `eventing::builder().transport(...)`.
@@ -31,10 +32,12 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod acks;
 mod admin;
 mod connect;
 mod consume;
 mod convert;
+mod link;
 mod options;
 mod publish;
 mod topology;

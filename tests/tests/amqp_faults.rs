@@ -92,6 +92,11 @@ impl Drop for RestartOnDrop {
 async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
     let Some(url) = reachable_amqp_url() else { return };
     let _exclusive = BROKER.lock().await;
+    // Logs go to the test's captured output: shown when it fails.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,lapin=warn".into()))
+        .try_init();
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let service = format!("faults-{}-{stamp}", std::process::id());
     let exchange = format!("faults-exchange-{stamp}");
@@ -151,7 +156,13 @@ async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
     bus.shutdown().await.expect("shutdown");
 
     let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
-    admin.delete_queue(&eventing::naming::listener_queue(&service, PaymentCaptured::NAME, "ledger")).await.expect("delete");
-    admin.delete_queue(&eventing::naming::dead_letter_queue(&service, PaymentCaptured::NAME, "ledger")).await.expect("delete");
+    admin
+        .delete_queue(&eventing::naming::listener_queue(&service, PaymentCaptured::NAME, "ledger"))
+        .await
+        .expect("delete");
+    admin
+        .delete_queue(&eventing::naming::dead_letter_queue(&service, PaymentCaptured::NAME, "ledger"))
+        .await
+        .expect("delete");
     admin.delete_exchange(&exchange).await.expect("delete exchange");
 }

@@ -24,7 +24,13 @@ pub struct Job {
 
 const JOBS: u64 = 60;
 
-fn spawn_worker(url: &str, service: &str, exchange: &str, process: &str, lines: mpsc::UnboundedSender<(String, String)>) -> Child {
+fn spawn_worker(
+    url: &str,
+    service: &str,
+    exchange: &str,
+    process: &str,
+    lines: mpsc::UnboundedSender<(String, String)>,
+) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_eventing-test-worker"))
         .env("EVENTING_URL", url)
         .env("EVENTING_SERVICE", service)
@@ -52,7 +58,11 @@ fn spawn_worker(url: &str, service: &str, exchange: &str, process: &str, lines: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_compete_for_work_and_each_sees_per_process_events() {
     let Some(url) = reachable_amqp_url() else { return };
-    let stamp = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let stamp = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    );
     let service = format!("procs-{stamp}");
     let exchange = format!("procs-exchange-{stamp}");
     let (sender, mut lines) = mpsc::unbounded_channel();
@@ -116,7 +126,8 @@ async fn two_processes_compete_for_work_and_each_sees_per_process_events() {
         drop(worker.stdin.take()); // closing stdin asks for a graceful shutdown
     }
     for worker in &mut workers {
-        let status = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await.expect("worker exits").expect("wait");
+        let status =
+            tokio::time::timeout(Duration::from_secs(30), worker.wait()).await.expect("worker exits").expect("wait");
         assert!(status.success(), "worker exited with {status}");
     }
 

@@ -281,13 +281,7 @@ async fn launch(
         );
         consumers.push(tokio::spawn(consumer.run(subscription, stop.child_token(), shutdown_timeout)));
     }
-    Ok(Shared {
-        publisher,
-        stop,
-        consumers: Mutex::new(consumers),
-        topology: plan.topology.clone(),
-        process_id,
-    })
+    Ok(Shared { publisher, stop, consumers: Mutex::new(consumers), topology: plan.topology.clone(), process_id })
 }
 
 fn env(name: &str) -> Option<String> {

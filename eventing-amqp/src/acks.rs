@@ -1,0 +1,167 @@
+//! Acknowledgements batched with `multiple`, as a careful hand-written consumer does.
+//!
+//! A handler's `ack` only marks its delivery done; a flusher task per subscription then
+//! acknowledges the longest run of done deliveries from the oldest one with a single
+//! `basic.ack(multiple)`, through lapin's acker of the last delivery of the run. Under load
+//! many handlers finish while one ack frame is being written, so one frame covers many
+//! deliveries; when idle, each ack goes out at once. AMQP acks have no reply, so nothing
+//! waits longer than before.
+//!
+//! After a recovery, deliveries of the old channel are forgotten (the broker has requeued
+//! them) and their late acks are ignored: each delivery carries the generation it came in,
+//! and lapin's ackers of a closed channel refuse to send.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use eventing::transport::{BoxFuture, Settle, TransportError, ready};
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use tokio::sync::Notify;
+
+use crate::link::other;
+
+/// The acknowledgement state of one subscription.
+#[derive(Default)]
+pub(crate) struct AckBatcher {
+    state: Mutex<State>,
+    flush_needed: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Bumped at every recovery: deliveries of older generations are not acknowledged.
+    generation: u64,
+    /// Deliveries not yet acknowledged, by tag: `Some` once their handler finished.
+    outstanding: BTreeMap<u64, Option<lapin::Acker>>,
+    closed: bool,
+}
+
+impl AckBatcher {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a delivery as it arrives; returns its generation.
+    pub(crate) fn delivered(&self, tag: u64) -> u64 {
+        let mut state = self.state();
+        state.outstanding.insert(tag, None);
+        state.generation
+    }
+
+    /// The channel was recovered: forget what the old channel delivered.
+    pub(crate) fn recovered(&self) {
+        let mut state = self.state();
+        state.generation += 1;
+        state.outstanding.clear();
+    }
+
+    /// Takes the acker of the last delivery of the run of finished deliveries at the front.
+    fn next_batch(&self) -> Option<lapin::Acker> {
+        let mut state = self.state();
+        let mut last = None;
+        while let Some(entry) = state.outstanding.first_entry() {
+            if entry.get().is_none() {
+                break;
+            }
+            last = entry.remove();
+        }
+        last
+    }
+
+    /// Sends every ack that can be sent now.
+    pub(crate) async fn flush(&self) {
+        while let Some(acker) = self.next_batch() {
+            match acker.ack(BasicAckOptions { multiple: true }).await {
+                Ok(true) => {}
+                Ok(false) => tracing::debug!("the channel closed before the ack; the broker redelivers"),
+                Err(error) => tracing::warn!(%error, "acknowledging failed; the broker redelivers"),
+            }
+        }
+    }
+
+    /// Flushes whenever handlers finish, until [`close`](Self::close).
+    pub(crate) async fn run_flusher(self: Arc<Self>) {
+        loop {
+            let notified = self.flush_needed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.flush().await;
+            if self.state().closed {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Stops the flusher after a last flush.
+    pub(crate) async fn close(&self) {
+        self.flush().await;
+        self.state().closed = true;
+        self.flush_needed.notify_one();
+    }
+
+    fn finished(&self, generation: u64, tag: u64, acker: lapin::Acker) {
+        {
+            let mut state = self.state();
+            if state.generation != generation {
+                return;
+            }
+            if let Some(slot) = state.outstanding.get_mut(&tag) {
+                *slot = Some(acker);
+            }
+        }
+        self.flush_needed.notify_one();
+    }
+
+    fn forget(&self, generation: u64, tag: u64) {
+        let mut state = self.state();
+        if state.generation == generation {
+            state.outstanding.remove(&tag);
+        }
+        drop(state);
+        // Removing a delivery can complete the run in front of it.
+        self.flush_needed.notify_one();
+    }
+}
+
+/// Settles one delivery: acks go through the batcher, requeues go out at once.
+pub(crate) struct BatchedAcker {
+    batcher: Arc<AckBatcher>,
+    generation: u64,
+    acker: Mutex<Option<lapin::Acker>>,
+}
+
+impl BatchedAcker {
+    pub(crate) fn new(batcher: Arc<AckBatcher>, generation: u64, acker: lapin::Acker) -> Self {
+        Self { batcher, generation, acker: Mutex::new(Some(acker)) }
+    }
+
+    fn take(&self) -> Option<lapin::Acker> {
+        self.acker.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+impl Settle for BatchedAcker {
+    fn ack(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>> {
+        match self.take() {
+            Some(acker) if acker.usable() => {
+                self.batcher.finished(self.generation, tag, acker);
+                ready(Ok(()))
+            }
+            _ => ready(Err(TransportError::Closed)),
+        }
+    }
+
+    fn requeue(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let Some(acker) = self.take() else { return Err(TransportError::Closed) };
+            let result = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+            self.batcher.forget(self.generation, tag);
+            match result {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(TransportError::Closed),
+                Err(error) => Err(other("returning a delivery", error)),
+            }
+        })
+    }
+}
