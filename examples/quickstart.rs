@@ -2,13 +2,15 @@
 //! gets a confirmation mail; every process keeps its own price cache fresh.
 //!
 //! `cargo run --example quickstart` runs it on the in-memory transport and exits once every
-//! order has an outcome.
+//! order has an outcome; with `EVENTING_URL=amqp://guest:guest@127.0.0.1:5672/%2f` the same
+//! program runs on RabbitMQ.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
+use eventing_amqp as _; // links the amqp:// transport, for EVENTING_URL=amqp://...
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 

@@ -25,6 +25,9 @@ use crate::link::other;
 pub(crate) struct AckBatcher {
     state: Mutex<State>,
     flush_needed: Notify,
+    /// One flush at a time, so a flush that finds nothing left to take still waits for the
+    /// one that is writing the last acks (before the connection closes).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -33,6 +36,9 @@ struct State {
     generation: u64,
     /// Deliveries not yet acknowledged, by tag: `Some` once their handler finished.
     outstanding: BTreeMap<u64, Option<lapin::Acker>>,
+    /// The channel the deliveries came on, kept open until their acks are sent: lapin closes
+    /// a channel when its last handle is dropped.
+    channel: Option<lapin::Channel>,
     closed: bool,
 }
 
@@ -48,11 +54,13 @@ impl AckBatcher {
         state.generation
     }
 
-    /// The channel was recovered: forget what the old channel delivered.
-    pub(crate) fn recovered(&self) {
+    /// Deliveries now come on `channel`: forget what an earlier channel delivered (the
+    /// broker has requeued it).
+    pub(crate) fn consuming_on(&self, channel: lapin::Channel) {
         let mut state = self.state();
         state.generation += 1;
         state.outstanding.clear();
+        state.channel = Some(channel);
     }
 
     /// Takes the acker of the last delivery of the run of finished deliveries at the front.
@@ -70,6 +78,7 @@ impl AckBatcher {
 
     /// Sends every ack that can be sent now.
     pub(crate) async fn flush(&self) {
+        let _one_at_a_time = self.flushing.lock().await;
         while let Some(acker) = self.next_batch() {
             match acker.ack(BasicAckOptions { multiple: true }).await {
                 Ok(true) => {}
@@ -96,7 +105,10 @@ impl AckBatcher {
     /// Stops the flusher after a last flush.
     pub(crate) async fn close(&self) {
         self.flush().await;
-        self.state().closed = true;
+        let mut state = self.state();
+        state.closed = true;
+        state.channel = None;
+        drop(state);
         self.flush_needed.notify_one();
     }
 

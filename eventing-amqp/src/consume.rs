@@ -68,9 +68,7 @@ impl ConsumerSlot {
             )
             .await
             .map_err(|error| crate::topology::declare_error(&format!("queue `{}`", self.queue.name), error))?;
-        // Deliveries of an earlier channel can no longer be acknowledged: the broker has
-        // requeued them.
-        self.acks.recovered();
+        self.acks.consuming_on(channel.clone());
         *lock(&self.channel) = Some(channel);
         tokio::spawn(pump(consumer, sender, Arc::clone(&self.acks), self.queue.name.clone()));
         Ok(())

@@ -303,6 +303,8 @@ pub async fn publish_and_handle(backend: &impl Backend) {
         assert_eq!(record.causation_id, None);
     }
     bus.shutdown().await.expect("shutdown");
+    let left = backend.queue_messages(&scope.queue(Ping::NAME, "echo")).await;
+    assert!(left.is_empty(), "every handled message was acknowledged before shutdown returned: {left:?}");
     backend.cleanup(&scope).await;
 }
 
@@ -320,6 +322,10 @@ pub async fn chaining_through_context(backend: &impl Backend) {
     assert_eq!(pong.causation_id.as_deref(), Some(ping.message_id.as_str()));
     assert_ne!(pong.message_id, ping.message_id);
     bus.shutdown().await.expect("shutdown");
+    for (event, listener) in [(Ping::NAME, "echo"), (Pong::NAME, "pong_sink")] {
+        let left = backend.queue_messages(&scope.queue(event, listener)).await;
+        assert!(left.is_empty(), "{listener} acknowledged everything before shutdown returned: {left:?}");
+    }
     backend.cleanup(&scope).await;
 }
 
