@@ -193,3 +193,47 @@ async fn a_wrong_port_host_password_or_vhost_says_which() {
         assert!(started.elapsed() < Duration::from_secs(15), "{url} took {:?}", started.elapsed());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queues_are_selectable_for_durable_queues() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let service = unique("quorum");
+    let exchange = unique("quorum-exchange");
+    let options = AmqpOptions {
+        queue_type: eventing_amqp::QueueType::Quorum,
+        connection_name: service.clone(),
+        ..AmqpOptions::default()
+    };
+    let transport = AmqpTransport::connect(&url, options).await.expect("connect");
+    let bus = eventing::builder()
+        .transport(transport)
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .listeners(|info| info.event == "billing.invoice_paid")
+        .start()
+        .await
+        .expect("start with quorum queues");
+    bus.shutdown().await.expect("shutdown");
+    let output = Command::new("rabbitmqctl")
+        .args(["list_queues", "--quiet", "--no-table-headers", "name", "type"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let mut rows: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with(&service))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            format!("{service}.billing.invoice_paid.record_invoice quorum"),
+            format!("{service}.billing.invoice_paid.record_invoice.dead_letter quorum"),
+        ]
+    );
+    let admin = admin(&url).await;
+    for row in rows {
+        admin.delete_queue(row.split(' ').next().unwrap_or_default()).await.expect("delete");
+    }
+    admin.delete_exchange(&exchange).await.expect("delete exchange");
+}
