@@ -32,8 +32,12 @@ pub(crate) struct AckBatcher {
 
 #[derive(Default)]
 struct State {
-    /// Bumped at every recovery: deliveries of older generations are not acknowledged.
+    /// Bumped for every channel the consumer starts on: deliveries of older channels are
+    /// not acknowledged through this batcher.
     generation: u64,
+    /// The connection generation of the current channel: a start on an older connection
+    /// (slow, racing a reconnect) must not take over.
+    session_generation: u64,
     /// Deliveries not yet acknowledged, by tag: `Some` once their handler finished.
     outstanding: BTreeMap<u64, Option<lapin::Acker>>,
     /// The channel the deliveries came on, kept open until their acks are sent: lapin closes
@@ -47,43 +51,63 @@ impl AckBatcher {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a delivery as it arrives; returns its generation.
-    pub(crate) fn delivered(&self, tag: u64) -> u64 {
+    /// Registers a delivery of the channel of `generation` as it arrives. A delivery of an
+    /// older channel (its pump still draining) is not registered: its ack will be ignored
+    /// and the broker has requeued it anyway.
+    pub(crate) fn delivered(&self, tag: u64, generation: u64) {
         let mut state = self.state();
-        state.outstanding.insert(tag, None);
-        state.generation
+        if state.generation == generation {
+            state.outstanding.insert(tag, None);
+        }
     }
 
-    /// Deliveries now come on `channel`: forget what an earlier channel delivered (the
-    /// broker has requeued it).
-    pub(crate) fn consuming_on(&self, channel: lapin::Channel) {
+    /// Deliveries now come on `channel` of connection `session_generation`: forget what an
+    /// earlier channel delivered (the broker has requeued it). Returns the channel's
+    /// generation, or `None` when a newer connection already took over.
+    pub(crate) fn consuming_on(&self, channel: lapin::Channel, session_generation: u64) -> Option<u64> {
         let mut state = self.state();
+        if session_generation < state.session_generation {
+            return None;
+        }
+        state.session_generation = session_generation;
         state.generation += 1;
         state.outstanding.clear();
         state.channel = Some(channel);
+        Some(state.generation)
     }
 
-    /// Takes the acker of the last delivery of the run of finished deliveries at the front.
-    fn next_batch(&self) -> Option<lapin::Acker> {
+    /// What can be acknowledged now: the acker of the last delivery of the run of finished
+    /// deliveries at the front (one `multiple` ack for the run), and the finished deliveries
+    /// behind a delivery still being handled (acked one by one, so a slow handler does not
+    /// hold the others' prefetch slots).
+    fn next_batch(&self) -> (Option<lapin::Acker>, Vec<lapin::Acker>) {
         let mut state = self.state();
-        let mut last = None;
+        let mut front = None;
         while let Some(entry) = state.outstanding.first_entry() {
             if entry.get().is_none() {
                 break;
             }
-            last = entry.remove();
+            front = entry.remove();
         }
-        last
+        let behind: Vec<u64> =
+            state.outstanding.iter().filter(|(_, acker)| acker.is_some()).map(|(tag, _)| *tag).collect();
+        let singles = behind.into_iter().filter_map(|tag| state.outstanding.remove(&tag).flatten()).collect();
+        (front, singles)
     }
 
     /// Sends every ack that can be sent now.
     pub(crate) async fn flush(&self) {
         let _one_at_a_time = self.flushing.lock().await;
-        while let Some(acker) = self.next_batch() {
-            match acker.ack(BasicAckOptions { multiple: true }).await {
-                Ok(true) => {}
-                Ok(false) => tracing::debug!("the channel closed before the ack; the broker redelivers"),
-                Err(error) => tracing::warn!(%error, "acknowledging failed; the broker redelivers"),
+        loop {
+            let (front, singles) = self.next_batch();
+            if front.is_none() && singles.is_empty() {
+                return;
+            }
+            if let Some(acker) = front {
+                report(acker.ack(BasicAckOptions { multiple: true }).await);
+            }
+            for acker in singles {
+                report(acker.ack(BasicAckOptions { multiple: false }).await);
             }
         }
     }
@@ -133,6 +157,14 @@ impl AckBatcher {
         drop(state);
         // Removing a delivery can complete the run in front of it.
         self.flush_needed.notify_one();
+    }
+}
+
+fn report(result: lapin::Result<bool>) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!("the channel closed before the ack; the broker redelivers"),
+        Err(error) => tracing::warn!(%error, "acknowledging failed; the broker redelivers"),
     }
 }
 

@@ -2,7 +2,8 @@
 //! eventing's, restarted by the link on every new connection.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
 
 use eventing::transport::{Acker, BoxFuture, Delivery, QueueSpec, Subscription, TransportError};
@@ -31,6 +32,9 @@ pub(crate) struct ConsumerSlot {
     deliveries: Mutex<Option<DeliverySender>>,
     channel: Mutex<Option<Channel>>,
     pub(crate) acks: Arc<AckBatcher>,
+    /// Set once the runtime cancelled (or dropped) the subscription: a consumer that ends
+    /// then ended on purpose.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl ConsumerSlot {
@@ -45,6 +49,7 @@ impl ConsumerSlot {
             deliveries: Mutex::new(Some(sender)),
             channel: Mutex::new(None),
             acks,
+            cancelled: Arc::default(),
         });
         let subscription = AmqpSubscription { receiver, slot: Arc::clone(&slot) };
         (slot, subscription)
@@ -52,8 +57,10 @@ impl ConsumerSlot {
 
     /// Opens a channel with this consumer's prefetch and consumes on it; a pump task
     /// forwards the deliveries until that channel or connection ends.
-    pub(crate) async fn start(&self, session: &Session) -> Result<(), TransportError> {
-        let Some(sender) = lock(&self.deliveries).clone() else { return Ok(()) };
+    pub(crate) async fn start(&self, session: &Arc<Session>) -> Result<(), TransportError> {
+        if lock(&self.deliveries).is_none() {
+            return Ok(());
+        }
         let channel = session.connection.create_channel().await.map_err(|error| other("opening a channel", error))?;
         channel
             .basic_qos(self.prefetch.max(1), BasicQosOptions { global: false })
@@ -68,13 +75,28 @@ impl ConsumerSlot {
             )
             .await
             .map_err(|error| crate::topology::declare_error(&format!("queue `{}`", self.queue.name), error))?;
-        self.acks.consuming_on(channel.clone());
+        // Cancelled while this start was under way (a shutdown racing a reconnect), or a
+        // newer connection already took over: give the new consumer up again.
+        let sender = lock(&self.deliveries).clone();
+        let generation = sender.as_ref().and_then(|_| self.acks.consuming_on(channel.clone(), session.generation));
+        let (Some(sender), Some(generation)) = (sender, generation) else {
+            let _ = channel.close(200, "consumer no longer wanted".into()).await;
+            return Ok(());
+        };
         *lock(&self.channel) = Some(channel);
-        tokio::spawn(pump(consumer, sender, Arc::clone(&self.acks), self.queue.name.clone()));
+        let pump = Pump {
+            sender,
+            acks: Arc::clone(&self.acks),
+            generation,
+            queue: self.queue.name.clone(),
+            cancelled: Arc::clone(&self.cancelled),
+        };
+        tokio::spawn(pump.run(consumer, Arc::downgrade(session)));
         Ok(())
     }
 
     async fn cancel(&self) -> Result<(), TransportError> {
+        self.cancelled.store(true, Ordering::Release);
         lock(&self.deliveries).take();
         let channel = lock(&self.channel).clone();
         match channel {
@@ -87,25 +109,47 @@ impl ConsumerSlot {
     }
 }
 
-async fn pump(mut consumer: Consumer, sender: DeliverySender, acks: Arc<AckBatcher>, queue: String) {
-    while let Some(next) = consumer.next().await {
-        match next {
-            Ok(delivery) => {
-                if sender.send(Ok(convert_delivery(delivery, &acks))).is_err() {
-                    return;
+/// Forwards one channel's deliveries to the subscription.
+struct Pump {
+    sender: DeliverySender,
+    acks: Arc<AckBatcher>,
+    generation: u64,
+    queue: String,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Pump {
+    async fn run(self, mut consumer: Consumer, session: Weak<Session>) {
+        while let Some(next) = consumer.next().await {
+            match next {
+                Ok(delivery) => {
+                    if self.sender.send(Ok(convert_delivery(delivery, &self.acks, self.generation))).is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(queue = %self.queue, %error, "consumer stopped with its channel");
+                    break;
                 }
             }
-            Err(error) => {
-                tracing::debug!(queue = %queue, %error, "consumer stopped with its connection; the link restarts it");
-                return;
-            }
+        }
+        if self.cancelled.load(Ordering::Acquire) || self.sender.is_closed() {
+            return;
+        }
+        // The consumer ended but nobody cancelled it: the broker cancelled it (queue deleted,
+        // consumer timeout) or closed its channel. If the connection is still up, close it:
+        // the link then reconnects, declares the topology again and restarts every consumer,
+        // this one included (one recovery path for every kind of loss).
+        if let Some(session) = session.upgrade().filter(|session| session.is_alive()) {
+            tracing::warn!(queue = %self.queue, "the broker ended a consumer; reconnecting to restore it");
+            let _ = session.connection.close(320, "eventing: restoring a consumer the broker ended".into()).await;
         }
     }
 }
 
-fn convert_delivery(delivery: lapin::message::Delivery, acks: &Arc<AckBatcher>) -> Delivery {
+fn convert_delivery(delivery: lapin::message::Delivery, acks: &Arc<AckBatcher>, generation: u64) -> Delivery {
     let message = convert::message(delivery.data, &delivery.properties, delivery.routing_key.as_str());
-    let generation = acks.delivered(delivery.delivery_tag);
+    acks.delivered(delivery.delivery_tag, generation);
     Delivery {
         message: Arc::new(message),
         exchange: delivery.exchange.as_str().into(),
@@ -141,6 +185,7 @@ impl Subscription for AmqpSubscription {
 impl Drop for AmqpSubscription {
     fn drop(&mut self) {
         // The runtime drops a subscription after its handlers finished: send their acks.
+        self.slot.cancelled.store(true, Ordering::Release);
         lock(&self.slot.deliveries).take();
         let acks = Arc::clone(&self.slot.acks);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

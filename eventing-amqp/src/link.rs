@@ -129,6 +129,7 @@ impl Link {
         let waiting =
             watcher.wait_for(|session| session.as_ref().is_some_and(|session| session.is_alive()) || self.is_closed());
         match tokio::time::timeout_at(deadline, waiting).await {
+            Ok(Ok(_)) if self.is_closed() => Err(TransportError::Closed),
             Ok(Ok(session)) => session.clone().ok_or(TransportError::Closed),
             Ok(Err(_)) => Err(TransportError::Closed),
             Err(_) => Err(TransportError::Other {
@@ -140,6 +141,9 @@ impl Link {
 
     /// The current session without waiting (for operator calls).
     pub(crate) fn current(&self) -> Result<Arc<Session>, TransportError> {
+        if self.is_closed() {
+            return Err(TransportError::Closed);
+        }
         self.session.borrow().clone().filter(|session| session.is_alive()).ok_or(TransportError::Closed)
     }
 
@@ -213,7 +217,7 @@ impl Link {
     }
 
     /// Declares what was recorded and restarts the consumers on a new session.
-    async fn restore(&self, session: &Session) -> Result<(), TransportError> {
+    async fn restore(&self, session: &Arc<Session>) -> Result<(), TransportError> {
         let (exchanges, queues, bindings) = {
             let recorded = lock(&self.recorded);
             (recorded.exchanges.clone(), recorded.queues.clone(), recorded.bindings.clone())
@@ -275,11 +279,16 @@ async fn supervise(link: Weak<Link>) {
             if attempt == 1 {
                 tracing::warn!(connection = %link.options.connection_name, "connection to RabbitMQ lost; reconnecting");
             }
-            match Session::open(&link.url, &link.options, generation).await {
+            match Session::open(&link.url, &link.options, generation).await.map(Arc::new) {
                 Ok(session) => match link.restore(&session).await {
+                    Ok(()) if link.is_closed() => {
+                        // Closed while reconnecting: this connection must not outlive the link.
+                        let _ = session.connection.close(200, "eventing: shutting down".into()).await;
+                        return;
+                    }
                     Ok(()) => {
                         tracing::info!(connection = %link.options.connection_name, attempt, "reconnected; topology and consumers restored");
-                        link.session.send_replace(Some(Arc::new(session)));
+                        link.session.send_replace(Some(session));
                         break;
                     }
                     Err(error) => {

@@ -12,6 +12,9 @@ use lapin::{Confirmation, ErrorKind};
 use crate::convert;
 use crate::link::{Link, other};
 
+/// AMQP reply code of a missing exchange or queue.
+const NOT_FOUND: u16 = 404;
+
 /// Why one publish attempt did not go through.
 enum Failure {
     /// The broker answered: nack, return, or a channel error. Final.
@@ -63,10 +66,28 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
             Ok(()) => return Ok(()),
             Err(Failure::Refused(error)) => return Err(error),
             Err(Failure::Lost(error)) => {
-                if session.is_alive() && matches!(error.kind(), ErrorKind::ProtocolError(_)) {
-                    // The connection is fine: the broker refused this publish (e.g. a missing
-                    // exchange closes the channel). Retrying would fail the same way.
-                    return Err(other("publishing", error));
+                if session.is_alive() {
+                    match error.kind() {
+                        // The channel was closed by an error of another publish on it: publish
+                        // again at once on a fresh channel (`publish_channel` replaces it).
+                        ErrorKind::InvalidChannelState(..) | ErrorKind::InvalidChannel(_)
+                            if tokio::time::Instant::now() < deadline =>
+                        {
+                            continue;
+                        }
+                        // The connection is fine: the broker refused the publish (a missing
+                        // exchange closes the channel). It was not confirmed: say so.
+                        ErrorKind::ProtocolError(amqp) => {
+                            return Err(if amqp.get_id() == NOT_FOUND {
+                                TransportError::NotFound {
+                                    object: format!("exchange `{exchange}` ({})", amqp.get_message()),
+                                }
+                            } else {
+                                other("publishing", error)
+                            });
+                        }
+                        _ => {}
+                    }
                 }
                 tracing::warn!(%error, "publish interrupted by a lost connection; publishing again once reconnected");
                 link.report_trouble();

@@ -72,6 +72,12 @@ impl Listener<PaymentCaptured> for Ledger {
     }
 }
 
+/// Logs go to the test's captured output: shown when a test fails.
+fn init_logs() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,lapin=warn".into());
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(filter).try_init();
+}
+
 /// Runs `rabbitmqctl` with `args`; panics with its output when it fails.
 fn rabbitmqctl(args: &[&str]) {
     let output = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl runs");
@@ -92,11 +98,7 @@ impl Drop for RestartOnDrop {
 async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
     let Some(url) = reachable_amqp_url() else { return };
     let _exclusive = BROKER.lock().await;
-    // Logs go to the test's captured output: shown when it fails.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info,lapin=warn".into()))
-        .try_init();
+    init_logs();
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let service = format!("faults-{}-{stamp}", std::process::id());
     let exchange = format!("faults-exchange-{stamp}");
@@ -160,6 +162,50 @@ async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
         .delete_queue(&eventing::naming::listener_queue(&service, PaymentCaptured::NAME, "ledger"))
         .await
         .expect("delete");
+    admin
+        .delete_queue(&eventing::naming::dead_letter_queue(&service, PaymentCaptured::NAME, "ledger"))
+        .await
+        .expect("delete");
+    admin.delete_exchange(&exchange).await.expect("delete exchange");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_the_broker_ends_is_restored() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let _exclusive = BROKER.lock().await;
+    init_logs();
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let service = format!("cancelled-{}-{stamp}", std::process::id());
+    let exchange = format!("cancelled-exchange-{stamp}");
+    let handled = Handled::default();
+    let bus = eventing::builder()
+        .url(url.clone())
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .state(handled.clone())
+        .start()
+        .await
+        .expect("start");
+    let queue = eventing::naming::listener_queue(&service, PaymentCaptured::NAME, "ledger");
+    // An operator deletes the listener's queue: the broker cancels its consumer.
+    let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
+    admin.delete_queue(&queue).await.expect("delete the queue under the consumer");
+
+    // Until the queue is declared again, events are unroutable; keep publishing until one
+    // is handled, which proves the consumer (and its queue and binding) came back.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 1_000;
+    loop {
+        bus.publish(&PaymentCaptured { n }).await.expect("publish");
+        let expected: BTreeSet<u64> = [n].into();
+        if handled.wait_for(&expected, Duration::from_millis(200)).await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the consumer never came back");
+        n += 1;
+    }
+    bus.shutdown().await.expect("shutdown");
+    admin.delete_queue(&queue).await.expect("delete");
     admin
         .delete_queue(&eventing::naming::dead_letter_queue(&service, PaymentCaptured::NAME, "ledger"))
         .await

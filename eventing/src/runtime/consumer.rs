@@ -76,7 +76,13 @@ impl Consumer {
                 },
             }
         }
-        self.return_unstarted(&mut subscription).await;
+        if tokio::time::timeout(drain_timeout, self.return_unstarted(&mut subscription)).await.is_err() {
+            tracing::warn!(
+                listener = self.info.name,
+                queue = %self.queue,
+                "the subscription did not end within the shutdown deadline; its deliveries are redelivered later"
+            );
+        }
         let finish = async { while in_flight.next().await.is_some() {} };
         if tokio::time::timeout(drain_timeout, finish).await.is_err() {
             tracing::warn!(
