@@ -24,7 +24,7 @@ mod topic;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -52,11 +52,30 @@ pub(crate) struct Broker {
     flow_limit: usize,
     exchanges: Mutex<HashMap<String, Exchange>>,
     queues: Mutex<HashMap<String, Arc<Queue>>>,
-    /// Messages ready or in flight in listener queues.
-    pending: AtomicUsize,
-    idle: Notify,
+    pending: Arc<Pending>,
+    /// Set once recording starts, so publishes skip the journal's lock until then.
+    recording: AtomicBool,
     journal: Mutex<Option<Vec<PublishedMessage>>>,
     next_connection: AtomicU64,
+}
+
+/// Messages ready or in flight in listener queues, shared by the broker and its queues.
+#[derive(Default)]
+pub(crate) struct Pending {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Pending {
+    fn added(&self, count: usize) {
+        self.count.fetch_add(count, Ordering::AcqRel);
+    }
+
+    fn removed(&self, count: usize) {
+        if self.count.fetch_sub(count, Ordering::AcqRel) == count {
+            self.idle.notify_waiters();
+        }
+    }
 }
 
 impl Default for Broker {
@@ -65,8 +84,8 @@ impl Default for Broker {
             flow_limit: DEFAULT_FLOW_LIMIT,
             exchanges: Mutex::default(),
             queues: Mutex::default(),
-            pending: AtomicUsize::default(),
-            idle: Notify::new(),
+            pending: Arc::default(),
+            recording: AtomicBool::new(false),
             journal: Mutex::default(),
             next_connection: AtomicU64::default(),
         }
@@ -113,6 +132,7 @@ impl MemoryBroker {
     /// Starts recording every published message (see [`published`](Self::published)).
     pub fn record_published(&self) {
         lock(&self.inner.journal).get_or_insert_with(Vec::new);
+        self.inner.recording.store(true, Ordering::Release);
     }
 
     /// Every message published since [`record_published`](Self::record_published), in order.
@@ -122,7 +142,7 @@ impl MemoryBroker {
 
     /// Messages ready or being handled in listener queues (dead letters do not count).
     pub fn pending(&self) -> usize {
-        self.inner.pending.load(Ordering::Acquire)
+        self.inner.pending.count.load(Ordering::Acquire)
     }
 
     /// Waits until no message is ready or being handled in any listener queue: every
@@ -131,7 +151,7 @@ impl MemoryBroker {
     pub async fn settled(&self, timeout: Duration) -> Result<(), SettleTimeout> {
         let wait = async {
             loop {
-                let idle = self.inner.idle.notified();
+                let idle = self.inner.pending.idle.notified();
                 tokio::pin!(idle);
                 idle.as_mut().enable();
                 if self.pending() == 0 {
@@ -206,16 +226,6 @@ impl fmt::Debug for MemoryBroker {
 }
 
 impl Broker {
-    fn pending_added(&self, count: usize) {
-        self.pending.fetch_add(count, Ordering::AcqRel);
-    }
-
-    fn pending_removed(&self, count: usize) {
-        if self.pending.fetch_sub(count, Ordering::AcqRel) == count {
-            self.idle.notify_waiters();
-        }
-    }
-
     fn declare(self: &Arc<Self>, topology: &Topology, connection: u64) -> Result<(), TransportError> {
         {
             let mut exchanges = lock(&self.exchanges);
@@ -266,7 +276,7 @@ impl Broker {
         let owner = (spec.lifetime == QueueLifetime::Exclusive).then_some(connection);
         queues.insert(
             spec.name.clone(),
-            Arc::new(Queue::new(spec.clone(), owner, Arc::downgrade(self), self.flow_limit)),
+            Arc::new(Queue::new(spec.clone(), owner, Arc::downgrade(self), Arc::clone(&self.pending), self.flow_limit)),
         );
         Ok(())
     }
@@ -328,23 +338,25 @@ impl Broker {
             }
         };
         let message = Arc::new(message);
-        if let Some(journal) = lock(&self.journal).as_mut() {
-            journal.push(PublishedMessage {
-                exchange: Arc::clone(&exchange),
-                routing_key: Arc::clone(&routing_key),
-                message: Arc::clone(&message),
-            });
+        if self.recording.load(Ordering::Acquire) {
+            if let Some(journal) = lock(&self.journal).as_mut() {
+                journal.push(PublishedMessage {
+                    exchange: Arc::clone(&exchange),
+                    routing_key: Arc::clone(&routing_key),
+                    message: Arc::clone(&message),
+                });
+            }
         }
         let mut full = Vec::new();
         for queue in queues.iter() {
-            queue.enqueue(Entry {
+            let over_limit = queue.enqueue(Entry {
                 seq: 0,
                 message: Arc::clone(&message),
                 exchange: Arc::clone(&exchange),
                 routing_key: Arc::clone(&routing_key),
                 redelivered: false,
             });
-            if queue.is_full() {
+            if over_limit {
                 full.push(Arc::clone(queue));
             }
         }

@@ -10,7 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 use futures_util::Stream;
 use tokio::sync::{Notify, mpsc};
 
-use super::Broker;
+use super::{Broker, Pending};
 use crate::message::Message;
 use crate::transport::{Acker, BoxFuture, Delivery, QueueRole, QueueSpec, Settle, Subscription, TransportError, ready};
 
@@ -35,6 +35,7 @@ pub(super) struct Queue {
     /// The connection that owns an exclusive queue.
     pub(super) owner: Option<u64>,
     broker: Weak<Broker>,
+    pending: Arc<Pending>,
     state: Mutex<QueueState>,
     /// Ready messages above which publishers outside handlers wait (flow control).
     flow_limit: usize,
@@ -78,14 +79,24 @@ type Leftovers = Vec<Delivery>;
 static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(1);
 
 impl Queue {
-    pub(super) fn new(spec: QueueSpec, owner: Option<u64>, broker: Weak<Broker>, flow_limit: usize) -> Self {
-        Self { spec, owner, broker, state: Mutex::new(QueueState::default()), flow_limit, room: Notify::new() }
+    pub(super) fn new(
+        spec: QueueSpec,
+        owner: Option<u64>,
+        broker: Weak<Broker>,
+        pending: Arc<Pending>,
+        flow_limit: usize,
+    ) -> Self {
+        Self { spec, owner, broker, pending, state: Mutex::new(QueueState::default()), flow_limit, room: Notify::new() }
     }
 
     /// Whether a publisher should wait before adding more: the queue is over its flow limit
     /// and has consumers to drain it (a queue nobody consumes just grows, as on RabbitMQ).
-    pub(super) fn is_full(&self) -> bool {
+    fn is_full(&self) -> bool {
         let mut state = lock(&self.state);
+        self.check_full(&mut state)
+    }
+
+    fn check_full(&self, state: &mut QueueState) -> bool {
         let full = state.ready.len() >= self.flow_limit && state.consumers.iter().any(|slot| slot.sender.is_some());
         state.throttled |= full;
         full
@@ -121,24 +132,22 @@ impl Queue {
 
     fn pending_added(&self, count: usize) {
         if self.counts_as_pending() && count > 0 {
-            if let Some(broker) = self.broker.upgrade() {
-                broker.pending_added(count);
-            }
+            self.pending.added(count);
         }
     }
 
     fn pending_removed(&self, count: usize) {
         if self.counts_as_pending() && count > 0 {
-            if let Some(broker) = self.broker.upgrade() {
-                broker.pending_removed(count);
-            }
+            self.pending.removed(count);
         }
     }
 
-    /// Appends a message and hands it to a consumer with room. Returns false when the queue
-    /// was deleted meanwhile (the message is then dropped, as RabbitMQ does).
+    /// Appends a message and hands it to a consumer with room (a message for a queue deleted
+    /// meanwhile is dropped, as RabbitMQ does). Returns whether the queue is now over its
+    /// flow limit.
     pub(super) fn enqueue(self: &Arc<Self>, mut entry: Entry) -> bool {
         let leftovers;
+        let full;
         {
             let mut state = lock(&self.state);
             if state.deleted {
@@ -149,9 +158,10 @@ impl Queue {
             state.next_seq += 1;
             state.ready.push_back(entry);
             leftovers = state.dispatch();
+            full = self.check_full(&mut state);
         }
         drop(leftovers);
-        true
+        full
     }
 
     /// Adds a consumer and returns its subscription.
