@@ -1,6 +1,6 @@
 //! Declaring exchanges, queues and bindings, with the arguments DESIGN.md's table gives.
 
-use eventing::transport::{BindingSpec, QueueLifetime, QueueSpec, TransportError};
+use eventing::transport::{BindingSpec, QueueLifetime, QueueRole, QueueSpec, TransportError};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
@@ -54,12 +54,22 @@ pub(crate) async fn bind(channel: &Channel, binding: &BindingSpec) -> Result<(),
 /// - durable: durable (classic, or quorum when configured);
 /// - expiring: durable with `x-expires`, the form RabbitMQ 4.x accepts for shared queues of
 ///   non-durable events (transient non-exclusive queues are deprecated);
-/// - exclusive: exclusive and auto-delete, gone with the connection.
+/// - exclusive: exclusive and auto-delete, gone with the connection;
+/// - retry tiers additionally: `x-message-ttl` and dead-lettering back to the listener queue.
 pub(crate) fn queue_arguments(spec: &QueueSpec, queue_type: QueueType) -> (QueueDeclareOptions, FieldTable) {
     let mut arguments = FieldTable::default();
+    let is_retry = matches!(spec.role, QueueRole::Retry { .. });
+    if let QueueRole::Retry { delay, target } = &spec.role {
+        // Expired messages go back to the listener's queue through the default exchange:
+        // only that listener sees the retry, whatever else is bound to the event.
+        let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(millis));
+        arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(target.as_str().into()));
+    }
     let options = match spec.lifetime {
         QueueLifetime::Durable => {
-            if queue_type == QueueType::Quorum {
+            if queue_type == QueueType::Quorum && !is_retry {
                 arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
             }
             QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }

@@ -19,7 +19,8 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Registers an `impl Listener<E> for T`. Keys: `name = "..."` (default: the type name in
-/// snake case), `per_process`, `concurrency = N`, `prefetch = N`.
+/// snake case), `per_process`, `concurrency = N`, `prefetch = N`, and the retry policy:
+/// `max_attempts = N`, `retry_delay_ms = N`, `backoff = "fixed" | "exponential"`.
 #[proc_macro_attribute]
 pub fn event_listener(args: TokenStream, item: TokenStream) -> TokenStream {
     with_item_on_error(listener::expand, args, item)

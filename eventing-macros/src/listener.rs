@@ -13,8 +13,8 @@ use crate::names;
 const KEYS: Keys = Keys {
     attribute: "event_listener",
     flags: &["per_process"],
-    strings: &["name"],
-    integers: &["concurrency", "prefetch"],
+    strings: &["name", "backoff"],
+    integers: &["concurrency", "prefetch", "max_attempts", "retry_delay_ms"],
 };
 
 const SIGNATURE: &str = "async fn on(&self, event: E, ctx: &eventing::Context) -> Result<(), eventing::HandlerError>";
@@ -60,8 +60,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         Ok(event) => event,
         Err(error) => return Err(errors.fail(error)),
     };
+    if let Some(lit) = args.string("backoff") {
+        if !matches!(lit.value().as_str(), "fixed" | "exponential") {
+            errors.push(syn::Error::new(lit.span(), "`backoff` is \"fixed\" or \"exponential\""));
+        }
+    }
     errors.finish()?;
     let per_process = args.flag("per_process");
+    let max_attempts = args.integer("max_attempts").map_or(quote!(0), |lit| lit.to_token_stream());
+    let retry_delay_ms = args.integer("retry_delay_ms").map_or(quote!(0), |lit| lit.to_token_stream());
+    let backoff = args.string("backoff").map_or_else(String::new, syn::LitStr::value);
     let concurrency = args.integer("concurrency").map_or(quote!(0), |lit| lit.to_token_stream());
     let prefetch = args.integer("prefetch").map_or(quote!(0), |lit| lit.to_token_stream());
     Ok(quote! {
@@ -75,6 +83,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
                     crate_name: ::core::env!("CARGO_PKG_NAME"),
                     concurrency: #concurrency,
                     prefetch: #prefetch,
+                    max_attempts: #max_attempts,
+                    retry_delay_ms: #retry_delay_ms,
+                    backoff: #backoff,
                 }
             )
         }

@@ -17,6 +17,8 @@ pub mod header {
     pub const ATTEMPT: &str = "x-eventing-attempt";
     /// Why a message was dead-lettered: the error text and its source chain.
     pub const ERROR: &str = "x-eventing-error";
+    /// How many attempts were made when the message failed last.
+    pub const ATTEMPTS: &str = "x-eventing-attempts";
     /// Which listener dead-lettered the message.
     pub const LISTENER: &str = "x-eventing-listener";
     /// The queue the message was consumed from before it was dead-lettered.

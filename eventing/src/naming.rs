@@ -6,6 +6,7 @@
 //! | listener queue | `<service>.<event name>.<listener name>` |
 //! | per-process queue | `<service>.<event name>.<listener name>.<process id>` |
 //! | dead-letter queue | `<service>.<event name>.<listener name>.dead_letter` |
+//! | retry queue (one per delay) | `<listener queue>.retry.<ms>ms` |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -72,6 +73,17 @@ pub fn per_process_queue(service: &str, event: &str, listener: &str, process_id:
 /// The dead-letter queue of a listener (shared by all processes, also for `per_process`).
 pub fn dead_letter_queue(service: &str, event: &str, listener: &str) -> String {
     format!("{service}.{event}.{listener}.{DEAD_LETTER_SUFFIX}")
+}
+
+/// The retry queue of one delay tier of a listener queue: `<queue>.retry.<ms>ms`.
+///
+/// ```
+/// # use std::time::Duration;
+/// assert_eq!(eventing::naming::retry_queue("shop.user_created.send_mail", Duration::from_secs(2)),
+///            "shop.user_created.send_mail.retry.2000ms");
+/// ```
+pub fn retry_queue(queue: &str, delay: std::time::Duration) -> String {
+    format!("{queue}.retry.{}ms", delay.as_millis())
 }
 
 /// The default service of a listener: the snake case of the crate that defines it.

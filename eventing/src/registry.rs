@@ -59,6 +59,9 @@ pub struct ListenerAttributes {
     pub crate_name: &'static str,
     pub concurrency: u16,
     pub prefetch: u16,
+    pub max_attempts: u16,
+    pub retry_delay_ms: u16,
+    pub backoff: &'static str,
 }
 
 impl ListenerDescriptor {
@@ -86,6 +89,15 @@ impl ListenerDescriptor {
             crate_name: attributes.crate_name,
             concurrency: attributes.concurrency,
             prefetch: attributes.prefetch,
+            retry: RetryOverride {
+                max_attempts: attributes.max_attempts,
+                delay_ms: attributes.retry_delay_ms,
+                fixed_backoff: match attributes.backoff {
+                    "fixed" => Some(true),
+                    "exponential" => Some(false),
+                    _ => None,
+                },
+            },
         }
     }
 }
@@ -124,6 +136,40 @@ pub struct ListenerInfo {
     pub concurrency: u16,
     /// Deliveries buffered per consumer (0: the builder's default).
     pub prefetch: u16,
+    /// What the listener's attribute says of its retry policy.
+    pub retry: RetryOverride,
+}
+
+/// Retry settings from `#[event_listener(...)]`; what is unset comes from the builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOverride {
+    /// `max_attempts = N` (0: unset).
+    pub max_attempts: u16,
+    /// `retry_delay_ms = N` (0: unset).
+    pub delay_ms: u16,
+    /// `backoff = "fixed"` (`Some(true)`) or `"exponential"` (`Some(false)`).
+    pub fixed_backoff: Option<bool>,
+}
+
+impl RetryOverride {
+    /// `default` with this listener's settings applied.
+    pub fn apply(&self, default: crate::RetryPolicy) -> crate::RetryPolicy {
+        let mut policy = default;
+        if self.max_attempts > 0 {
+            policy.max_attempts = u32::from(self.max_attempts);
+        }
+        if self.delay_ms > 0 {
+            policy.first_delay = std::time::Duration::from_millis(u64::from(self.delay_ms));
+        }
+        match self.fixed_backoff {
+            Some(true) => policy.backoff = crate::Backoff::Fixed,
+            Some(false) if policy.backoff == crate::Backoff::Fixed => {
+                policy.backoff = crate::Backoff::Exponential { max: std::time::Duration::from_secs(60) };
+            }
+            _ => {}
+        }
+        policy
+    }
 }
 
 /// Every event and listener linked into this program, checked for clashes.

@@ -34,7 +34,7 @@ use crate::memory::{MemoryBroker, PublishedMessage, QueuedMessage, SettleTimeout
 use crate::{Builder, Bus, Error, Event};
 
 /// How long [`TestBus::settle`] waits by default.
-pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A [`Bus`] on its own [`MemoryBroker`], recording every published message.
 #[derive(Debug)]

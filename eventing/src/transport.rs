@@ -179,12 +179,21 @@ pub enum QueueLifetime {
 }
 
 /// What a queue is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum QueueRole {
     /// A listener consumes it.
     Listener,
     /// Holds failed messages for operators: no consumer; not part of "pending" work.
     DeadLetter,
+    /// Holds messages waiting to be retried: each message expires after `delay` and goes
+    /// back to the `target` queue (on RabbitMQ: `x-message-ttl` and dead-lettering through
+    /// the default exchange, no plugin). One such queue per delay tier of a listener.
+    Retry {
+        /// How long a message waits.
+        delay: Duration,
+        /// The listener queue it returns to.
+        target: String,
+    },
 }
 
 /// A binding of a queue to a topic exchange.

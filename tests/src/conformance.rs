@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use eventing::message::{Headers, Message};
 use eventing::transport::{Route, Transport};
 use eventing::{
-    Builder, Context, Event, FromState, HandlerError, Listener, ListenerInfo, MissingState, State, event,
+    Builder, Context, Event, FromState, HandlerError, Listener, ListenerInfo, MissingState, RetryPolicy, State, event,
     event_listener,
 };
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,9 @@ use crate::recorder::{Gate, Recorder};
 
 /// How long a test waits for deliveries before it fails.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The wait between attempts in the suite: 3 attempts, this long apart.
+pub const RETRY_DELAY: Duration = Duration::from_millis(150);
 
 /// A transport under test.
 pub trait Backend: Send + Sync + 'static {
@@ -61,6 +64,11 @@ impl Scope {
         }
     }
 
+    /// The retry queue of a competing listener in this scope.
+    pub fn retry_queue(&self, event: &str, listener: &str) -> String {
+        eventing::naming::retry_queue(&self.queue(event, listener), RETRY_DELAY)
+    }
+
     /// The queue of a competing listener in this scope.
     pub fn queue(&self, event: &str, listener: &str) -> String {
         eventing::naming::listener_queue(&self.service, event, listener)
@@ -74,7 +82,13 @@ impl Scope {
         registry
             .listeners()
             .filter(|info| events.contains(&info.event))
-            .flat_map(|info| [self.queue(info.event, info.name), self.dead_letter_queue(info.event, info.name)])
+            .flat_map(|info| {
+                [
+                    self.queue(info.event, info.name),
+                    self.dead_letter_queue(info.event, info.name),
+                    self.retry_queue(info.event, info.name),
+                ]
+            })
             .collect()
     }
 
@@ -90,6 +104,7 @@ impl Scope {
             .builder()
             .service(self.service.clone())
             .exchange(self.exchange.clone())
+            .retry_policy(RetryPolicy::fixed(3, RETRY_DELAY))
             .listeners(move |info: &ListenerInfo| events.contains(&info.event))
     }
 }
@@ -134,7 +149,7 @@ pub struct Broadcast {
 pub struct Risky {
     /// Its number.
     pub n: u64,
-    /// `ok`, `error`, `permanent` or `panic`.
+    /// `ok`, `error`, `permanent`, `panic`, or `flaky` (fails on attempts 1 and 2).
     pub outcome: String,
 }
 
@@ -252,6 +267,9 @@ impl Listener<Risky> for Gambler {
             "error" => Err(std::io::Error::other(format!("disk full while handling {}", event.n)))?,
             "permanent" => Err(HandlerError::permanent_msg(format!("risky {} can never succeed", event.n))),
             "panic" => panic!("gambler lost on {}", event.n),
+            "flaky" if ctx.attempt() < 3 => {
+                Err(HandlerError::msg(format!("flaky {} on attempt {}", event.n, ctx.attempt())))
+            }
             _ => Ok(()),
         }
     }
@@ -400,8 +418,9 @@ pub async fn durable_events_wait_for_their_consumer(backend: &impl Backend) {
     backend.cleanup(&scope).await;
 }
 
-/// A failing or panicking handler dead-letters its message with the reason, the bus keeps
-/// working, and nothing loops.
+/// Failing and panicking handlers are retried up to the policy's attempts, then dead-lettered
+/// with the reason and the attempts; a permanent error is dead-lettered after one call; the
+/// bus keeps working and nothing loops.
 pub async fn failing_handlers_dead_letter_and_the_bus_goes_on(backend: &impl Backend) {
     let scope = Scope::new("failing");
     let recorder = Recorder::default();
@@ -411,23 +430,51 @@ pub async fn failing_handlers_dead_letter_and_the_bus_goes_on(backend: &impl Bac
     }
     let dead_letter_queue = scope.dead_letter_queue(Risky::NAME, "gambler");
     let dead = wait_for_messages(backend, &dead_letter_queue, 3).await;
-    let reason = |n: u64| {
+    let header = |n: u64, name: &str| {
         dead.iter()
             .find(|message| serde_json::from_slice::<Risky>(&message.body).ok().map(|risky| risky.n) == Some(n))
-            .and_then(|message| message.header_text(eventing::message::header::ERROR).map(str::to_owned))
-            .unwrap_or_else(|| panic!("risky {n} not dead-lettered: {dead:?}"))
+            .and_then(|message| message.headers.get(name).cloned())
+            .unwrap_or_else(|| panic!("risky {n} has no {name}: {dead:?}"))
     };
+    let reason = |n: u64| header(n, eventing::message::header::ERROR).as_str().unwrap_or_default().to_owned();
     assert!(reason(1).contains("disk full while handling 1"), "{}", reason(1));
     assert!(reason(2).contains("gambler lost on 2"), "{}", reason(2));
     assert!(reason(3).contains("can never succeed"), "{}", reason(3));
+    let attempts = |n: u64| header(n, eventing::message::header::ATTEMPTS).as_int();
+    assert_eq!((attempts(1), attempts(2), attempts(3)), (Some(3), Some(3), Some(1)));
     for message in &dead {
         assert_eq!(message.header_text(eventing::message::header::LISTENER), Some("gambler"));
         assert_eq!(message.header_text(eventing::message::header::ORIGINAL_ROUTING_KEY), Some(Risky::NAME));
+        assert_eq!(message.header_text(eventing::message::header::ORIGINAL_EXCHANGE), Some(scope.exchange.as_str()));
+        assert!(message.headers.contains_key(eventing::message::header::FIRST_FAILURE_AT));
     }
     bus.publish(&Risky { n: 5, outcome: "ok".into() }).await.expect("publish after failures");
     let records = recorder.wait_until(WAIT, |records| records.iter().any(|record| record.n == 5)).await;
-    assert_eq!(records.len(), 5, "each message handled exactly once: {records:#?}");
+    let calls = |n: u64| records.iter().filter(|record| record.n == n).count();
+    assert_eq!((calls(1), calls(2), calls(3), calls(4), calls(5)), (3, 3, 1, 1, 1), "{records:#?}");
     bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
+/// A handler that fails twice and then succeeds is called three times, with attempts 1, 2
+/// and 3, the policy's delay apart, and nothing is dead-lettered.
+pub async fn retries_until_the_handler_succeeds(backend: &impl Backend) {
+    let scope = Scope::new("retry");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Risky::NAME]).state(recorder.clone()).start().await.expect("start");
+    let started = tokio::time::Instant::now();
+    bus.publish(&Risky { n: 7, outcome: "flaky".into() }).await.expect("publish");
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 3).await;
+    let attempts: Vec<u32> = records.iter().map(|record| record.attempt).collect();
+    assert_eq!(attempts, vec![1, 2, 3]);
+    assert!(
+        started.elapsed() >= RETRY_DELAY * 2,
+        "two retries wait at least two delays ({:?} passed)",
+        started.elapsed()
+    );
+    assert!(records.iter().all(|record| record.correlation_id == records[0].correlation_id));
+    bus.shutdown().await.expect("shutdown");
+    assert!(backend.queue_messages(&scope.dead_letter_queue(Risky::NAME, "gambler")).await.is_empty());
     backend.cleanup(&scope).await;
 }
 
@@ -531,6 +578,7 @@ macro_rules! conformance_suite {
             competing_and_per_process,
             durable_events_wait_for_their_consumer,
             failing_handlers_dead_letter_and_the_bus_goes_on,
+            retries_until_the_handler_succeeds,
             undecodable_payloads_are_dead_lettered,
             shutdown_drains_in_flight_handlers,
             concurrency_one_keeps_order,

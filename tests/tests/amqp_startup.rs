@@ -89,6 +89,7 @@ async fn the_contract_runs_on_rabbitmq_with_the_names_and_flags_of_the_table() {
         .service(service.clone())
         .exchange(exchange.clone())
         .process_id("host-1")
+        .retry_policy(eventing::RetryPolicy::fixed(3, Duration::from_secs(1)))
         .start()
         .await
         .expect("start on RabbitMQ");
@@ -96,15 +97,26 @@ async fn the_contract_runs_on_rabbitmq_with_the_names_and_flags_of_the_table() {
 
     let rows = list_queues(&service);
     let expiry = "[{\"x-expires\",1800000}]";
+    let retry = |queue: &str, extra: &str| {
+        format!(
+            "[{{\"x-dead-letter-exchange\",[]}},{{\"x-dead-letter-routing-key\",\"{queue}\"}},{extra}{{\"x-message-ttl\",1000}}]"
+        )
+    };
+    let invoices = format!("{service}.billing.invoice_paid.record_invoice");
+    let cache = format!("{service}.user_created.invalidate_cache.host-1");
+    let mail = format!("{service}.user_created.send_welcome_mail");
     assert_eq!(
         rows,
         vec![
-            format!("{service}.billing.invoice_paid.record_invoice true false []"),
-            format!("{service}.billing.invoice_paid.record_invoice.dead_letter true false []"),
+            format!("{invoices} true false []"),
+            format!("{invoices}.dead_letter true false []"),
+            format!("{invoices}.retry.1000ms true false {}", retry(&invoices, "")),
             format!("{service}.user_created.invalidate_cache.dead_letter true false []"),
-            format!("{service}.user_created.invalidate_cache.host-1 false true []"),
-            format!("{service}.user_created.send_welcome_mail true false {expiry}"),
-            format!("{service}.user_created.send_welcome_mail.dead_letter true false []"),
+            format!("{cache} false true []"),
+            format!("{cache}.retry.1000ms false true {}", retry(&cache, "")),
+            format!("{mail} true false {expiry}"),
+            format!("{mail}.dead_letter true false []"),
+            format!("{mail}.retry.1000ms true false {}", retry(&mail, "{\"x-expires\",1800000},")),
         ]
     );
     bus.shutdown().await.expect("shutdown");
@@ -210,6 +222,7 @@ async fn quorum_queues_are_selectable_for_durable_queues() {
         .service(service.clone())
         .exchange(exchange.clone())
         .listeners(|info| info.event == "billing.invoice_paid")
+        .retry_policy(eventing::RetryPolicy::fixed(2, Duration::from_secs(1)))
         .start()
         .await
         .expect("start with quorum queues");
@@ -229,6 +242,8 @@ async fn quorum_queues_are_selectable_for_durable_queues() {
         vec![
             format!("{service}.billing.invoice_paid.record_invoice quorum"),
             format!("{service}.billing.invoice_paid.record_invoice.dead_letter quorum"),
+            // Retry tiers stay classic: they only hold messages for their delay.
+            format!("{service}.billing.invoice_paid.record_invoice.retry.1000ms classic"),
         ]
     );
     let admin = admin(&url).await;

@@ -2,6 +2,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use eventing::memory::MemoryBroker;
 use eventing::testing::TestBus;
@@ -77,20 +78,27 @@ fn names_and_durability_follow_the_attributes() {
 
 #[tokio::test]
 async fn queues_are_named_and_declared_as_the_table_says() {
-    let bus = TestBus::start_with(eventing::builder().process_id("host-1")).await.unwrap();
+    let bus = TestBus::start_with(
+        eventing::builder().process_id("host-1").retry_policy(eventing::RetryPolicy::fixed(3, Duration::from_secs(1))),
+    )
+    .await
+    .unwrap();
     let names: Vec<(String, eventing::transport::QueueLifetime)> =
         bus.broker().queues().into_iter().map(|queue| (queue.spec.name, queue.spec.lifetime)).collect();
     use eventing::transport::QueueLifetime::*;
-    let expiring = Expiring { idle: std::time::Duration::from_secs(1800) };
+    let expiring = Expiring { idle: Duration::from_secs(1800) };
     assert_eq!(
         names,
         vec![
             ("eventing_tests.billing.invoice_paid.record_invoice".to_owned(), Durable),
             ("eventing_tests.billing.invoice_paid.record_invoice.dead_letter".to_owned(), Durable),
+            ("eventing_tests.billing.invoice_paid.record_invoice.retry.1000ms".to_owned(), Durable),
             ("eventing_tests.user_created.invalidate_cache.dead_letter".to_owned(), Durable),
             ("eventing_tests.user_created.invalidate_cache.host-1".to_owned(), Exclusive),
+            ("eventing_tests.user_created.invalidate_cache.host-1.retry.1000ms".to_owned(), Exclusive),
             ("eventing_tests.user_created.send_welcome_mail".to_owned(), expiring),
             ("eventing_tests.user_created.send_welcome_mail.dead_letter".to_owned(), Durable),
+            ("eventing_tests.user_created.send_welcome_mail.retry.1000ms".to_owned(), expiring),
         ]
     );
     bus.shutdown().await.unwrap();
@@ -136,8 +144,9 @@ async fn two_buses_share_competing_work_and_both_get_per_process_events() {
     second.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_io_error_through_question_mark_is_dead_lettered_and_the_bus_keeps_working() {
+/// Paused time: the retries' waits (1 s, 2 s, 4 s, 8 s by default) pass instantly.
+#[tokio::test(start_paused = true)]
+async fn an_io_error_through_question_mark_is_retried_then_dead_lettered_and_the_bus_keeps_working() {
     let bus = TestBus::start().await.unwrap();
     bus.publish(&InvoicePaid { invoice: "broken".into() }).await.unwrap();
     bus.publish(&InvoicePaid { invoice: "fine".into() }).await.unwrap();
@@ -147,6 +156,7 @@ async fn an_io_error_through_question_mark_is_dead_lettered_and_the_bus_keeps_wo
     assert_eq!(dead[0].queue.as_ref(), "eventing_tests.billing.invoice_paid.record_invoice.dead_letter");
     assert_eq!(dead[0].listener(), Some("record_invoice"));
     assert!(dead[0].reason().unwrap().contains("No such file"), "{:?}", dead[0].reason());
+    assert_eq!(dead[0].message.headers.get(eventing::message::header::ATTEMPTS).and_then(|v| v.as_int()), Some(5));
     assert_eq!(dead[0].decode::<InvoicePaid>().unwrap().invoice, "broken");
     bus.publish(&InvoicePaid { invoice: "after".into() }).await.unwrap();
     bus.settle().await.unwrap();

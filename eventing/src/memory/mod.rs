@@ -165,9 +165,9 @@ impl MemoryBroker {
             .map_err(|_| SettleTimeout { timeout, pending: self.pending_messages() })
     }
 
-    /// A snapshot of every message still pending in listener queues.
+    /// A snapshot of every message still pending in listener and retry queues.
     pub fn pending_messages(&self) -> Vec<QueuedMessage> {
-        self.queue_messages(|queue| queue.spec.role == QueueRole::Listener)
+        self.queue_messages(|queue| queue.spec.role != QueueRole::DeadLetter)
     }
 
     /// Every message in every dead-letter queue.

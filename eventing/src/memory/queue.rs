@@ -12,7 +12,9 @@ use tokio::sync::{Notify, mpsc};
 
 use super::{Broker, Pending};
 use crate::message::Message;
-use crate::transport::{Acker, BoxFuture, Delivery, QueueRole, QueueSpec, Settle, Subscription, TransportError, ready};
+use crate::transport::{
+    Acker, BoxFuture, Delivery, QueueRole, QueueSpec, Route, Settle, Subscription, TransportError, ready,
+};
 
 /// Locks a mutex; a panic elsewhere never leaves our state half-written, so poisoning is ignored.
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,8 +128,9 @@ impl Queue {
         }
     }
 
+    /// Listener and retry queues hold work still to do; dead letters do not.
     fn counts_as_pending(&self) -> bool {
-        self.spec.role == QueueRole::Listener
+        self.spec.role != QueueRole::DeadLetter
     }
 
     fn pending_added(&self, count: usize) {
@@ -161,7 +164,33 @@ impl Queue {
             full = self.check_full(&mut state);
         }
         drop(leftovers);
+        if let QueueRole::Retry { delay, target } = &self.spec.role {
+            self.expire_later(*delay, target.clone());
+        }
         full
+    }
+
+    /// A retry queue's message-TTL: after `delay` its oldest message (all wait equally long)
+    /// moves to `target`, as RabbitMQ dead-letters an expired message through the default
+    /// exchange. The timer is tokio's, so tests with paused time run the delays instantly.
+    fn expire_later(self: &Arc<Self>, delay: std::time::Duration, target: String) {
+        let queue = Arc::clone(self);
+        let expire = async move {
+            tokio::time::sleep(delay).await;
+            let Some(broker) = queue.broker.upgrade() else { return };
+            // Held as pending while it moves, so the work never looks finished in between.
+            queue.pending_added(1);
+            if let Some(entry) = queue.take_ready(1).pop() {
+                if let Err(error) = broker.publish(Route::Queue(&target), (*entry.message).clone()) {
+                    tracing::error!(%error, queue = %queue.spec.name, "an expired retry could not return to its queue");
+                }
+            }
+            queue.pending_removed(1);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(expire)),
+            Err(_) => tracing::error!(queue = %self.spec.name, "a retry was queued outside a tokio runtime; it waits"),
+        }
     }
 
     /// Adds a consumer and returns its subscription.

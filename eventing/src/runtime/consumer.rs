@@ -15,7 +15,7 @@ use super::publisher::Publisher;
 use crate::message::{HeaderValue, header, unix_millis};
 use crate::registry::ErasedHandler;
 use crate::transport::{Delivery, Route, Subscription};
-use crate::{Context, ListenerInfo};
+use crate::{Context, ListenerInfo, RetryPolicy};
 
 /// How long to wait before returning a message whose dead-lettering failed, so a broken
 /// dead-letter queue never turns into a hot loop.
@@ -40,6 +40,17 @@ pub(crate) struct Consumer {
     pub(crate) queue: String,
     pub(crate) dead_letter_queue: String,
     pub(crate) concurrency: u16,
+    pub(crate) retry: RetryPolicy,
+    /// The retry queue of each delay of the policy.
+    pub(crate) retry_queues: Vec<(Duration, String)>,
+}
+
+/// Why a delivery was not handled.
+enum Failure {
+    /// Worth trying again (a handler error or panic).
+    Retryable(String),
+    /// Never worth trying again (a permanent error, a payload that does not decode).
+    Permanent(String),
 }
 
 impl Consumer {
@@ -121,13 +132,17 @@ impl Consumer {
         async {
             let ctx = Context::new(Arc::clone(&self.publisher), Arc::clone(&message), self.info.name, delivery.redelivered);
             let failure = match self.handler.call(&message.body, ctx) {
-                Err(error) => Some(format!("payload does not decode as `{}`: {error}", self.info.event_type)),
+                Err(error) => {
+                    Some(Failure::Permanent(format!("payload does not decode as `{}`: {error}", self.info.event_type)))
+                }
                 Ok(handling) => match HANDLING.scope((), AssertUnwindSafe(handling).catch_unwind()).await {
                     Ok(Ok(())) => None,
-                    Ok(Err(error)) => Some(error.to_string()),
-                    Err(panic) => Some(format!("handler panicked: {}", panic_message(panic.as_ref()))),
+                    Ok(Err(error)) if error.is_permanent() => Some(Failure::Permanent(error.to_string())),
+                    Ok(Err(error)) => Some(Failure::Retryable(error.to_string())),
+                    Err(panic) => Some(Failure::Retryable(format!("handler panicked: {}", panic_message(panic.as_ref())))),
                 },
             };
+            let attempt = message.attempt;
             match failure {
                 None => {
                     tracing::debug!("handled");
@@ -135,9 +150,14 @@ impl Consumer {
                         tracing::error!(%error, "acknowledging failed; the message will be redelivered");
                     }
                 }
-                Some(reason) => {
-                    tracing::error!(%reason, dead_letter_queue = %self.dead_letter_queue, "handling failed; dead-lettering");
-                    self.dead_letter(delivery, reason).await;
+                Some(Failure::Retryable(reason)) if self.retry.retries_after(attempt) => {
+                    let delay = self.retry.delay_before(attempt + 1);
+                    tracing::warn!(%reason, ?delay, next_attempt = attempt + 1, "handling failed; retrying later");
+                    self.fail(delivery, reason, FailedTo::Retry(delay)).await;
+                }
+                Some(Failure::Retryable(reason) | Failure::Permanent(reason)) => {
+                    tracing::error!(%reason, attempts = attempt, dead_letter_queue = %self.dead_letter_queue, "handling failed; dead-lettering");
+                    self.fail(delivery, reason, FailedTo::DeadLetter).await;
                 }
             }
         }
@@ -145,28 +165,45 @@ impl Consumer {
         .await;
     }
 
-    /// Publishes the failed message to the dead-letter queue with the reason, and only
-    /// after the broker confirmed that, acknowledges the original.
-    async fn dead_letter(&self, delivery: Delivery, reason: String) {
+    /// Moves a failed message on: to the retry queue of `delay` (attempt + 1), or to the
+    /// dead-letter queue, with the failure in headers; only after the broker confirmed that
+    /// is the original acknowledged.
+    async fn fail(&self, delivery: Delivery, reason: String, to: FailedTo) {
         let now = HeaderValue::Int(unix_millis(SystemTime::now()));
         let mut message = (*delivery.message).clone();
         let headers = &mut message.headers;
         headers.insert(header::ERROR.into(), reason.into());
         headers.insert(header::LISTENER.into(), self.info.name.into());
+        headers.insert(header::ATTEMPTS.into(), i64::from(message.attempt).into());
         headers.insert(header::ORIGINAL_QUEUE.into(), self.queue.as_str().into());
-        headers.insert(header::ORIGINAL_EXCHANGE.into(), (*delivery.exchange).into());
-        headers.insert(header::ORIGINAL_ROUTING_KEY.into(), (*delivery.routing_key).into());
+        if !headers.contains_key(header::ORIGINAL_EXCHANGE) {
+            // A retried message arrives through the default exchange: keep where it began.
+            headers.insert(header::ORIGINAL_EXCHANGE.into(), (*delivery.exchange).into());
+            headers.insert(header::ORIGINAL_ROUTING_KEY.into(), (*delivery.routing_key).into());
+        }
         headers.entry(header::FIRST_FAILURE_AT.into()).or_insert_with(|| now.clone());
         headers.insert(header::LAST_FAILURE_AT.into(), now);
-        message.persistent = true;
-        match self.publisher.transport().publish(Route::Queue(&self.dead_letter_queue), message).await {
+        let queue = match to {
+            FailedTo::DeadLetter => {
+                message.persistent = true;
+                self.dead_letter_queue.as_str()
+            }
+            FailedTo::Retry(delay) => {
+                message.attempt += 1;
+                match self.retry_queues.iter().find(|(tier, _)| *tier == delay) {
+                    Some((_, queue)) => queue.as_str(),
+                    None => self.dead_letter_queue.as_str(),
+                }
+            }
+        };
+        match self.publisher.transport().publish(Route::Queue(queue), message).await {
             Ok(()) => {
                 if let Err(error) = delivery.acker.ack().await {
-                    tracing::error!(%error, "acknowledging a dead-lettered message failed; it may be delivered again");
+                    tracing::error!(%error, "acknowledging a failed message failed; it may be delivered again");
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "dead-lettering failed; returning the message to its queue");
+                tracing::error!(%error, queue, "moving the failed message failed; returning it to its queue");
                 tokio::time::sleep(DEAD_LETTER_RETRY_DELAY).await;
                 if let Err(error) = delivery.acker.requeue().await {
                     tracing::error!(%error, "returning the message failed; the broker redelivers it when the channel closes");
@@ -174,6 +211,14 @@ impl Consumer {
             }
         }
     }
+}
+
+/// Where a failed message goes.
+enum FailedTo {
+    /// The retry queue of this delay.
+    Retry(Duration),
+    /// The dead-letter queue.
+    DeadLetter,
 }
 
 /// The text of a panic payload (`&str` or `String`, as `panic!` produces).

@@ -17,7 +17,7 @@ use self::plan::{PlanConfig, plan};
 pub(crate) use self::publisher::Publisher;
 use crate::registry::Instances;
 use crate::transport::{Topology, Transport};
-use crate::{Error, Event, ListenerInfo, Registry, State, naming};
+use crate::{Error, Event, ListenerInfo, Registry, RetryPolicy, State, naming};
 
 /// The default number of handler calls in flight per listener.
 pub const DEFAULT_CONCURRENCY: u16 = 16;
@@ -64,6 +64,7 @@ pub struct Builder {
     prefetch: Option<u16>,
     idle_queue_expiry: Duration,
     shutdown_timeout: Duration,
+    retry: RetryPolicy,
     include: ListenerFilter,
 }
 
@@ -80,6 +81,7 @@ impl Default for Builder {
             prefetch: None,
             idle_queue_expiry: Duration::from_secs(30 * 60),
             shutdown_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
             include: Box::new(|_| true),
         }
     }
@@ -166,6 +168,13 @@ impl Builder {
         self
     }
 
+    /// How failed deliveries are retried, unless the listener's attribute says otherwise
+    /// (default: [`RetryPolicy::default`], 5 attempts, waits from 1 s doubling).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// Starts only the listeners for which `include` returns true (default: all).
     pub fn listeners(mut self, include: impl Fn(&ListenerInfo) -> bool + Send + Sync + 'static) -> Self {
         self.include = Box::new(include);
@@ -191,6 +200,7 @@ impl Builder {
                 concurrency: self.concurrency,
                 prefetch: self.prefetch,
                 idle_queue_expiry: self.idle_queue_expiry,
+                retry: self.retry,
                 include: &self.include,
             },
         )?;
@@ -270,6 +280,8 @@ async fn launch(
             queue: listener.queue.name.clone(),
             dead_letter_queue: listener.dead_letter.name.clone(),
             concurrency: listener.concurrency,
+            retry: listener.retry,
+            retry_queues: listener.retry_queues.clone(),
         });
         tracing::info!(
             listener = info.name,

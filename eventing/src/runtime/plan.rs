@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::registry::{RegisteredListener, ordered};
 use crate::transport::{BindingSpec, QueueLifetime, QueueRole, QueueSpec, Topology};
-use crate::{Error, ListenerMode, Registry, naming};
+use crate::{Error, ListenerMode, Registry, RetryPolicy, naming};
 
 /// Configuration that decides names and limits.
 pub(crate) struct PlanConfig<'a> {
@@ -15,6 +15,7 @@ pub(crate) struct PlanConfig<'a> {
     pub(crate) concurrency: u16,
     pub(crate) prefetch: Option<u16>,
     pub(crate) idle_queue_expiry: Duration,
+    pub(crate) retry: RetryPolicy,
     pub(crate) include: &'a dyn Fn(&crate::ListenerInfo) -> bool,
 }
 
@@ -25,6 +26,9 @@ pub(crate) struct PlannedListener {
     pub(crate) dead_letter: QueueSpec,
     pub(crate) concurrency: u16,
     pub(crate) prefetch: u16,
+    pub(crate) retry: RetryPolicy,
+    /// The retry queue of each delay of the policy.
+    pub(crate) retry_queues: Vec<(Duration, String)>,
 }
 
 pub(crate) struct Plan {
@@ -110,9 +114,28 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
             pattern: info.event.to_owned(),
             queue: queue.name.clone(),
         });
+        let retry = info.retry.apply(config.retry);
+        let retry_queues: Vec<(Duration, String)> =
+            retry.delays().into_iter().map(|delay| (delay, naming::retry_queue(&queue.name, delay))).collect();
         topology.queues.push(queue.clone());
         topology.queues.push(dead_letter.clone());
-        listeners.push(PlannedListener { registered: registered.clone(), queue, dead_letter, concurrency, prefetch });
+        for (delay, name) in &retry_queues {
+            topology.queues.push(QueueSpec {
+                name: name.clone(),
+                // A retry waits as long as its listener's queue lives.
+                lifetime: queue.lifetime,
+                role: QueueRole::Retry { delay: *delay, target: queue.name.clone() },
+            });
+        }
+        listeners.push(PlannedListener {
+            registered: registered.clone(),
+            queue,
+            dead_letter,
+            concurrency,
+            prefetch,
+            retry,
+            retry_queues,
+        });
     }
     Ok(Plan { topology, listeners })
 }
