@@ -156,17 +156,7 @@ async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
         panic!("{} confirmed events never handled: {missing:?}", missing.len());
     }
     bus.shutdown().await.expect("shutdown");
-
-    let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
-    admin
-        .delete_queue(&eventing::naming::listener_queue(&service, PaymentCaptured::NAME, "ledger"))
-        .await
-        .expect("delete");
-    admin
-        .delete_queue(&eventing::naming::dead_letter_queue(&service, PaymentCaptured::NAME, "ledger"))
-        .await
-        .expect("delete");
-    admin.delete_exchange(&exchange).await.expect("delete exchange");
+    support::broker::delete_scope(&url, &service, &exchange).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,10 +195,6 @@ async fn a_consumer_the_broker_ends_is_restored() {
         n += 1;
     }
     bus.shutdown().await.expect("shutdown");
-    admin.delete_queue(&queue).await.expect("delete");
-    admin
-        .delete_queue(&eventing::naming::dead_letter_queue(&service, PaymentCaptured::NAME, "ledger"))
-        .await
-        .expect("delete");
-    admin.delete_exchange(&exchange).await.expect("delete exchange");
+    eventing::transport::Transport::close(&admin).await.expect("close admin");
+    support::broker::delete_scope(&url, &service, &exchange).await;
 }

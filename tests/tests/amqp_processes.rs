@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use eventing::{Event, event};
-use eventing_amqp::{AmqpOptions, AmqpTransport};
+use eventing::event;
 use serde::{Deserialize, Serialize};
 use support::broker::reachable_amqp_url;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -131,10 +130,5 @@ async fn two_processes_compete_for_work_and_each_sees_per_process_events() {
         assert!(status.success(), "worker exited with {status}");
     }
 
-    let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
-    for listener in ["run_job", "watch_jobs"] {
-        admin.delete_queue(&eventing::naming::listener_queue(&service, Job::NAME, listener)).await.expect("delete");
-        admin.delete_queue(&eventing::naming::dead_letter_queue(&service, Job::NAME, listener)).await.expect("delete");
-    }
-    admin.delete_exchange(&exchange).await.expect("delete exchange");
+    support::broker::delete_scope(&url, &service, &exchange).await;
 }

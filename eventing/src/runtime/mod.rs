@@ -52,6 +52,13 @@ pub async fn run() -> Result<(), Error> {
 
 type ListenerFilter = Box<dyn Fn(&ListenerInfo) -> bool + Send + Sync>;
 
+/// The names a bus runs under.
+struct Settings {
+    exchange: String,
+    service: Option<String>,
+    process_id: String,
+}
+
 /// Configures and starts a [`Bus`]. Every setting has a default; see [`builder`].
 pub struct Builder {
     url: Option<String>,
@@ -185,26 +192,8 @@ impl Builder {
     /// consuming. Fails naming the culprit on duplicate names, missing listener state, a
     /// bad URL or an unreachable broker.
     pub async fn start(self) -> Result<Bus, Error> {
-        let registry = Registry::collect()?;
-        let exchange =
-            self.exchange.or_else(|| env("EVENTING_EXCHANGE")).unwrap_or_else(|| naming::DEFAULT_EXCHANGE.into());
-        let service = self.service.or_else(|| env("EVENTING_SERVICE"));
-        let process_id =
-            self.process_id.or_else(|| env("EVENTING_PROCESS_ID")).unwrap_or_else(naming::default_process_id);
-        let plan = plan(
-            &registry,
-            &PlanConfig {
-                exchange: &exchange,
-                service: service.as_deref(),
-                process_id: &process_id,
-                concurrency: self.concurrency,
-                prefetch: self.prefetch,
-                idle_queue_expiry: self.idle_queue_expiry,
-                retry: self.retry,
-                include: &self.include,
-            },
-        )?;
-
+        let settings = self.settings();
+        let plan = self.plan(&settings)?;
         let mut instances = Instances::default();
         let mut handlers = Vec::with_capacity(plan.listeners.len());
         for listener in &plan.listeners {
@@ -214,7 +203,8 @@ impl Builder {
             handlers.push(handler);
         }
 
-        let app_id: Arc<str> = service.clone().unwrap_or_else(default_app_id).into();
+        let Settings { exchange, service, process_id } = settings;
+        let app_id: Arc<str> = service.unwrap_or_else(default_app_id).into();
         let transport = match self.transport {
             Some(transport) => transport,
             None => {
@@ -234,6 +224,46 @@ impl Builder {
                 Err(error)
             }
         }
+    }
+
+    /// What [`start`](Self::start) would declare, without connecting: the exchange, every
+    /// queue with its lifetime and role, and the bindings (for `eventing topology`).
+    pub fn topology(&self) -> Result<Topology, Error> {
+        Ok(self.plan(&self.settings())?.topology)
+    }
+
+    /// Names from the builder, else the environment, else the defaults.
+    fn settings(&self) -> Settings {
+        Settings {
+            exchange: self
+                .exchange
+                .clone()
+                .or_else(|| env("EVENTING_EXCHANGE"))
+                .unwrap_or_else(|| naming::DEFAULT_EXCHANGE.into()),
+            service: self.service.clone().or_else(|| env("EVENTING_SERVICE")),
+            process_id: self
+                .process_id
+                .clone()
+                .or_else(|| env("EVENTING_PROCESS_ID"))
+                .unwrap_or_else(naming::default_process_id),
+        }
+    }
+
+    fn plan(&self, settings: &Settings) -> Result<plan::Plan, Error> {
+        let registry = Registry::collect()?;
+        plan(
+            &registry,
+            &PlanConfig {
+                exchange: &settings.exchange,
+                service: settings.service.as_deref(),
+                process_id: &settings.process_id,
+                concurrency: self.concurrency,
+                prefetch: self.prefetch,
+                idle_queue_expiry: self.idle_queue_expiry,
+                retry: self.retry,
+                include: &self.include,
+            },
+        )
     }
 
     /// [`start`](Self::start)s the bus, waits for SIGINT or SIGTERM, then shuts down gracefully.

@@ -35,3 +35,21 @@ pub fn reachable_amqp_url() -> Option<String> {
     );
     None
 }
+
+/// Deletes every queue whose name starts with `prefix` (a test's service name), and the
+/// exchange: what a test declared, retry tiers included.
+pub async fn delete_scope(url: &str, prefix: &str, exchange: &str) {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["list_queues", "--quiet", "--no-table-headers", "name"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let admin = eventing_amqp::AmqpTransport::connect(url, eventing_amqp::AmqpOptions::default())
+        .await
+        .expect("admin connection");
+    for queue in String::from_utf8_lossy(&output.stdout).lines().map(str::trim).filter(|name| name.starts_with(prefix))
+    {
+        admin.delete_queue(queue).await.expect("delete queue");
+    }
+    admin.delete_exchange(exchange).await.expect("delete exchange");
+    eventing::transport::Transport::close(&admin).await.expect("close admin");
+}
