@@ -85,6 +85,12 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// `EVENTING_CHAOS` could not be read.
+    #[error("invalid EVENTING_CHAOS: {reason}")]
+    InvalidChaos {
+        /// What is wrong.
+        reason: String,
+    },
     /// An event could not be serialized.
     #[error("event `{event}` could not be encoded as JSON: {source}")]
     Encode {

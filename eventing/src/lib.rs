@@ -38,6 +38,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod chaos;
 mod context;
 mod error;
 mod event;
@@ -56,6 +57,7 @@ pub mod transport;
 #[doc(hidden)]
 pub mod __private;
 
+pub use chaos::Chaos;
 pub use context::Context;
 pub use error::Error;
 pub use event::{Event, Payload};

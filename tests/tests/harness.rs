@@ -277,3 +277,95 @@ async fn publishing_after_shutdown_is_an_error() {
     let error = bus.publish(&OrderPlaced { order: 1, items: 0 }).await.unwrap_err();
     assert!(matches!(error, eventing::Error::ShutDown), "{error}");
 }
+
+#[event(name = "chaos.ping")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosPing {
+    pub n: u64,
+}
+
+#[event(name = "chaos.exempt")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosExempt {
+    pub n: u64,
+}
+
+/// Records pings and exempt events (when a recorder was given: the other tests of this file
+/// start it too).
+pub struct ChaosSink {
+    recorder: Option<Recorder>,
+}
+
+impl FromState for ChaosSink {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { recorder: state.get::<Recorder>().ok().cloned() })
+    }
+}
+
+#[event_listener]
+impl Listener<ChaosPing> for ChaosSink {
+    async fn on(&self, ping: ChaosPing, ctx: &Context) -> Result<(), HandlerError> {
+        if let Some(recorder) = &self.recorder {
+            recorder.record(ping.n, ctx);
+        }
+        Ok(())
+    }
+}
+
+#[event_listener(name = "chaos_exempt_sink")]
+impl Listener<ChaosExempt> for ChaosSink {
+    async fn on(&self, event: ChaosExempt, ctx: &Context) -> Result<(), HandlerError> {
+        if let Some(recorder) = &self.recorder {
+            recorder.record(event.n, ctx);
+        }
+        Ok(())
+    }
+}
+
+fn chaos_bus(chaos: eventing::Chaos, recorder: &Recorder) -> eventing::Builder {
+    eventing::builder()
+        .listeners(|info| info.event.starts_with("chaos."))
+        .retry_policy(eventing::RetryPolicy::fixed(3, Duration::from_millis(1)))
+        .state(recorder.clone())
+        .chaos(chaos)
+}
+
+#[tokio::test(start_paused = true)]
+async fn chaos_fails_handlers_but_spares_exempt_events() {
+    let recorder = Recorder::default();
+    let chaos = eventing::Chaos { fail_share: 1.0, exempt_events: vec!["chaos.exempt".into()], ..Default::default() };
+    let bus = TestBus::start_with(chaos_bus(chaos, &recorder)).await.unwrap();
+    bus.publish(&ChaosPing { n: 1 }).await.unwrap();
+    bus.publish(&ChaosExempt { n: 2 }).await.unwrap();
+    bus.settle().await.unwrap();
+    // The exempt event was handled; the ping failed every attempt by injection.
+    assert_eq!(recorder.records().iter().map(|record| record.n).collect::<Vec<_>>(), vec![2]);
+    let dead = bus.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason().unwrap_or_default().starts_with("chaos: injected failure"), "{dead:?}");
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn chaos_nacks_return_deliveries_that_are_handled_later() {
+    let recorder = Recorder::default();
+    let chaos = eventing::Chaos::parse("nack=0.5").unwrap();
+    let bus = TestBus::start_with(chaos_bus(chaos, &recorder)).await.unwrap();
+    for n in 0..40 {
+        bus.publish(&ChaosPing { n }).await.unwrap();
+    }
+    bus.settle().await.unwrap();
+    let mut handled: Vec<u64> = recorder.records().iter().map(|record| record.n).collect();
+    handled.sort_unstable();
+    assert_eq!(handled, (0..40).collect::<Vec<_>>(), "each event handled exactly once, nacks or not");
+    assert!(bus.dead_letters().is_empty());
+    bus.shutdown().await.unwrap();
+}
+
+#[test]
+fn chaos_settings_are_checked() {
+    assert!(eventing::Chaos::parse("fail=1.5").is_err());
+    assert!(eventing::Chaos::parse("delay=50..10ms").is_err());
+    assert!(eventing::Chaos::parse("explode=1").is_err());
+    assert!(!eventing::Chaos::parse("").unwrap().is_active());
+}

@@ -12,10 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::publisher::Publisher;
+use crate::chaos::Injected;
 use crate::message::{HeaderValue, header, unix_millis};
 use crate::registry::ErasedHandler;
 use crate::transport::{Delivery, Route, Subscription};
-use crate::{Context, ListenerInfo, RetryPolicy};
+use crate::{Chaos, Context, ListenerInfo, RetryPolicy};
 
 /// How long to wait before returning a message whose dead-lettering failed, so a broken
 /// dead-letter queue never turns into a hot loop.
@@ -43,6 +44,8 @@ pub(crate) struct Consumer {
     pub(crate) retry: RetryPolicy,
     /// The retry queue of each delay of the policy.
     pub(crate) retry_queues: Vec<(Duration, String)>,
+    /// Faults to inject; `None` when chaos is off.
+    pub(crate) chaos: Option<Arc<Chaos>>,
 }
 
 /// Why a delivery was not handled.
@@ -130,8 +133,22 @@ impl Consumer {
             attempt = message.attempt,
         );
         async {
+            let injected = match &self.chaos {
+                Some(chaos) => chaos.inject(&message.event_type).await,
+                None => Injected::Nothing,
+            };
+            if matches!(injected, Injected::Nack) {
+                tracing::warn!("chaos: returning the delivery to its queue unhandled");
+                if let Err(error) = delivery.acker.requeue().await {
+                    tracing::error!(%error, "chaos: returning the delivery failed");
+                }
+                return;
+            }
             let ctx = Context::new(Arc::clone(&self.publisher), Arc::clone(&message), self.info.name, delivery.redelivered);
             let failure = match self.handler.call(&message.body, ctx) {
+                Ok(_) if matches!(injected, Injected::Fail) => {
+                    Some(Failure::Retryable("chaos: injected failure (EVENTING_CHAOS or Builder::chaos)".into()))
+                }
                 Err(error) => {
                     Some(Failure::Permanent(format!("payload does not decode as `{}`: {error}", self.info.event_type)))
                 }

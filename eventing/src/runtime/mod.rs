@@ -17,7 +17,7 @@ use self::plan::{PlanConfig, plan};
 pub(crate) use self::publisher::Publisher;
 use crate::registry::Instances;
 use crate::transport::{Topology, Transport};
-use crate::{Error, Event, ListenerInfo, Registry, RetryPolicy, State, naming};
+use crate::{Chaos, Error, Event, ListenerInfo, Registry, RetryPolicy, State, naming};
 
 /// The default number of handler calls in flight per listener.
 pub const DEFAULT_CONCURRENCY: u16 = 16;
@@ -52,6 +52,15 @@ pub async fn run() -> Result<(), Error> {
 
 type ListenerFilter = Box<dyn Fn(&ListenerInfo) -> bool + Send + Sync>;
 
+/// How a started bus runs.
+struct Running {
+    exchange: String,
+    app_id: Arc<str>,
+    process_id: String,
+    shutdown_timeout: Duration,
+    chaos: Option<Arc<Chaos>>,
+}
+
 /// The names a bus runs under.
 struct Settings {
     exchange: String,
@@ -72,6 +81,7 @@ pub struct Builder {
     idle_queue_expiry: Duration,
     shutdown_timeout: Duration,
     retry: RetryPolicy,
+    chaos: Option<Chaos>,
     include: ListenerFilter,
 }
 
@@ -89,6 +99,7 @@ impl Default for Builder {
             idle_queue_expiry: Duration::from_secs(30 * 60),
             shutdown_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            chaos: None,
             include: Box::new(|_| true),
         }
     }
@@ -182,6 +193,13 @@ impl Builder {
         self
     }
 
+    /// Injects faults into this bus's deliveries (see [`Chaos`]); also read from
+    /// `EVENTING_CHAOS` (`fail=0.2,nack=0.05,delay=10..50ms,exempt=a|b`). Off by default.
+    pub fn chaos(mut self, chaos: Chaos) -> Self {
+        self.chaos = Some(chaos);
+        self
+    }
+
     /// Starts only the listeners for which `include` returns true (default: all).
     pub fn listeners(mut self, include: impl Fn(&ListenerInfo) -> bool + Send + Sync + 'static) -> Self {
         self.include = Box::new(include);
@@ -194,6 +212,18 @@ impl Builder {
     pub async fn start(self) -> Result<Bus, Error> {
         let settings = self.settings();
         let plan = self.plan(&settings)?;
+        let chaos = match self.chaos.clone() {
+            Some(chaos) => Some(chaos),
+            None => env("EVENTING_CHAOS")
+                .map(|text| Chaos::parse(&text))
+                .transpose()
+                .map_err(|reason| Error::InvalidChaos { reason })?,
+        }
+        .filter(Chaos::is_active)
+        .map(Arc::new);
+        if let Some(chaos) = &chaos {
+            tracing::warn!(?chaos, "CHAOS IS ON: failures, nacks and delays are being injected on purpose");
+        }
         let mut instances = Instances::default();
         let mut handlers = Vec::with_capacity(plan.listeners.len());
         for listener in &plan.listeners {
@@ -212,7 +242,8 @@ impl Builder {
                 connect::connect(&url, &app_id, &process_id).await?
             }
         };
-        let launched = launch(&transport, &plan, handlers, exchange, app_id, process_id, self.shutdown_timeout).await;
+        let running = Running { exchange, app_id, process_id, shutdown_timeout: self.shutdown_timeout, chaos };
+        let launched = launch(&transport, &plan, handlers, running).await;
         match launched {
             Ok(shared) => Ok(Bus { shared: Arc::new(shared) }),
             Err(error) => {
@@ -282,11 +313,9 @@ async fn launch(
     transport: &Arc<dyn Transport>,
     plan: &plan::Plan,
     handlers: Vec<Arc<dyn crate::registry::ErasedHandler>>,
-    exchange: String,
-    app_id: Arc<str>,
-    process_id: String,
-    shutdown_timeout: Duration,
+    running: Running,
 ) -> Result<Shared, Error> {
+    let Running { exchange, app_id, process_id, shutdown_timeout, chaos } = running;
     transport.declare(&plan.topology).await.map_err(|source| Error::Declare { source })?;
     let publisher = Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id));
     let stop = CancellationToken::new();
@@ -312,6 +341,7 @@ async fn launch(
             concurrency: listener.concurrency,
             retry: listener.retry,
             retry_queues: listener.retry_queues.clone(),
+            chaos: chaos.clone(),
         });
         tracing::info!(
             listener = info.name,
