@@ -12,7 +12,9 @@
 //! and lapin's ackers of a closed channel refuse to send.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use eventing::transport::{BoxFuture, Settle, TransportError, ready};
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -104,10 +106,10 @@ impl AckBatcher {
                 return;
             }
             if let Some(acker) = front {
-                report(acker.ack(BasicAckOptions { multiple: true }).await);
+                report(bounded(acker.ack(BasicAckOptions { multiple: true })).await);
             }
             for acker in singles {
-                report(acker.ack(BasicAckOptions { multiple: false }).await);
+                report(bounded(acker.ack(BasicAckOptions { multiple: false })).await);
             }
         }
     }
@@ -160,6 +162,15 @@ impl AckBatcher {
     }
 }
 
+/// How long one ack or nack may take. On a connection that died without lapin noticing, an
+/// ack's promise can stay pending for ever; waiting on it would stop every later ack.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `settle`, or `Ok(false)` (not sent: the broker redelivers) when it takes too long.
+async fn bounded(settle: impl Future<Output = lapin::Result<bool>>) -> lapin::Result<bool> {
+    tokio::time::timeout(SETTLE_TIMEOUT, settle).await.unwrap_or(Ok(false))
+}
+
 fn report(result: lapin::Result<bool>) {
     match result {
         Ok(true) => {}
@@ -199,7 +210,7 @@ impl Settle for BatchedAcker {
     fn requeue(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             let Some(acker) = self.take() else { return Err(TransportError::Closed) };
-            let result = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+            let result = bounded(acker.nack(BasicNackOptions { requeue: true, multiple: false })).await;
             self.batcher.forget(self.generation, tag);
             match result {
                 Ok(true) => Ok(()),

@@ -136,13 +136,13 @@ impl Pump {
         if self.cancelled.load(Ordering::Acquire) || self.sender.is_closed() {
             return;
         }
-        // The consumer ended but nobody cancelled it: the broker cancelled it (queue deleted,
-        // consumer timeout) or closed its channel. If the connection is still up, close it:
-        // the link then reconnects, declares the topology again and restarts every consumer,
-        // this one included (one recovery path for every kind of loss).
+        // The consumer ended but nobody cancelled it: the connection went, or the broker
+        // cancelled it (queue deleted, consumer timeout) or closed its channel. Mark the
+        // connection lost: the link then reconnects, declares the topology again and restarts
+        // every consumer, this one included (one recovery path for every kind of loss).
         if let Some(session) = session.upgrade().filter(|session| session.is_alive()) {
-            tracing::warn!(queue = %self.queue, "the broker ended a consumer; reconnecting to restore it");
-            let _ = session.connection.close(320, "eventing: restoring a consumer the broker ended".into()).await;
+            tracing::warn!(queue = %self.queue, "a consumer ended unasked; reconnecting to restore it");
+            session.mark_broken();
         }
     }
 }

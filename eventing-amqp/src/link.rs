@@ -42,6 +42,9 @@ pub(crate) struct Session {
     publish_channels: Mutex<Vec<Channel>>,
     next: AtomicUsize,
     pub(crate) generation: u64,
+    /// Set when an operation on this connection failed at the connection level: lapin's
+    /// status can still say "connected" after a reset, so failures decide too.
+    broken: AtomicBool,
 }
 
 impl Session {
@@ -51,7 +54,13 @@ impl Session {
         for _ in 0..options.publish_channels.max(1) {
             channels.push(confirming_channel(&connection).await?);
         }
-        Ok(Self { connection, publish_channels: Mutex::new(channels), next: AtomicUsize::new(0), generation })
+        Ok(Self {
+            connection,
+            publish_channels: Mutex::new(channels),
+            next: AtomicUsize::new(0),
+            generation,
+            broken: AtomicBool::new(false),
+        })
     }
 
     /// A publish channel; one the broker closed (a channel error) is replaced first.
@@ -72,7 +81,12 @@ impl Session {
     }
 
     pub(crate) fn is_alive(&self) -> bool {
-        self.connection.status().connected()
+        !self.broken.load(Ordering::Acquire) && self.connection.status().connected()
+    }
+
+    /// An operation failed at the connection level: treat the connection as lost.
+    pub(crate) fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Release);
     }
 }
 
@@ -261,8 +275,15 @@ async fn supervise(link: Weak<Link>) {
             if link.is_closed() {
                 return;
             }
-            let alive = link.session.borrow().as_ref().is_some_and(|session| session.is_alive());
-            if !alive {
+            let current = link.session.borrow().clone();
+            if !current.as_ref().is_some_and(|session| session.is_alive()) {
+                if let Some(lost) = current {
+                    // Best effort: release whatever is left of the old connection.
+                    tokio::spawn(async move {
+                        let closing = lost.connection.close(320, "eventing: reconnecting".into());
+                        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+                    });
+                }
                 break;
             }
             let _ = tokio::time::timeout(HEALTH_CHECK, link.trouble.notified()).await;

@@ -62,7 +62,20 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
                 })),
             }
         };
-        match attempt.await {
+        // Bounded: on a connection that died without lapin noticing, a confirm can stay
+        // pending for ever.
+        let outcome = match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                session.mark_broken();
+                link.report_trouble();
+                return Err(TransportError::Other {
+                    context: "publishing".into(),
+                    source: format!("no confirm within {:?}", link.options.publish_timeout).into(),
+                });
+            }
+        };
+        match outcome {
             Ok(()) => return Ok(()),
             Err(Failure::Refused(error)) => return Err(error),
             Err(Failure::Lost(error)) => {
@@ -90,6 +103,7 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
                     }
                 }
                 tracing::warn!(%error, "publish interrupted by a lost connection; publishing again once reconnected");
+                session.mark_broken();
                 link.report_trouble();
                 // Wait for a newer session than the one that failed.
                 let failed = session.generation;

@@ -55,7 +55,9 @@ pub(crate) async fn bind(channel: &Channel, binding: &BindingSpec) -> Result<(),
 /// - expiring: durable with `x-expires`, the form RabbitMQ 4.x accepts for shared queues of
 ///   non-durable events (transient non-exclusive queues are deprecated);
 /// - exclusive: exclusive and auto-delete, gone with the connection;
-/// - retry tiers additionally: `x-message-ttl` and dead-lettering back to the listener queue.
+/// - retry tiers additionally: `x-message-ttl` and dead-lettering back to the listener queue;
+///   durable ones are quorum queues that dead-letter at-least-once, so a broker restart
+///   cannot drop a retry in flight.
 pub(crate) fn queue_arguments(spec: &QueueSpec, queue_type: QueueType) -> (QueueDeclareOptions, FieldTable) {
     let mut arguments = FieldTable::default();
     let is_retry = matches!(spec.role, QueueRole::Retry { .. });
@@ -66,6 +68,14 @@ pub(crate) fn queue_arguments(spec: &QueueSpec, queue_type: QueueType) -> (Queue
         arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(millis));
         arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
         arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(target.as_str().into()));
+    }
+    if is_retry && spec.lifetime == QueueLifetime::Durable {
+        // RabbitMQ moves expired messages without confirms out of classic queues, so a
+        // broker stopping at that moment loses them. Quorum queues can dead-letter
+        // at-least-once (RabbitMQ 3.10+), which needs `reject-publish` overflow.
+        arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        arguments.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+        arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
     }
     let options = match spec.lifetime {
         QueueLifetime::Durable => {

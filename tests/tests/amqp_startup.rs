@@ -97,28 +97,33 @@ async fn the_contract_runs_on_rabbitmq_with_the_names_and_flags_of_the_table() {
 
     let rows = list_queues(&service);
     let expiry = "[{\"x-expires\",1800000}]";
-    let retry = |queue: &str, extra: &str| {
-        format!(
-            "[{{\"x-dead-letter-exchange\",[]}},{{\"x-dead-letter-routing-key\",\"{queue}\"}},{extra}{{\"x-message-ttl\",1000}}]"
-        )
-    };
     let invoices = format!("{service}.billing.invoice_paid.record_invoice");
     let cache = format!("{service}.user_created.invalidate_cache.host-1");
     let mail = format!("{service}.user_created.send_welcome_mail");
+    let (retries, others): (Vec<&String>, Vec<&String>) = rows.iter().partition(|row| row.contains(".retry."));
     assert_eq!(
-        rows,
+        others,
         vec![
-            format!("{invoices} true false []"),
-            format!("{invoices}.dead_letter true false []"),
-            format!("{invoices}.retry.1000ms true false {}", retry(&invoices, "")),
-            format!("{service}.user_created.invalidate_cache.dead_letter true false []"),
-            format!("{cache} false true []"),
-            format!("{cache}.retry.1000ms false true {}", retry(&cache, "")),
-            format!("{mail} true false {expiry}"),
-            format!("{mail}.dead_letter true false []"),
-            format!("{mail}.retry.1000ms true false {}", retry(&mail, "{\"x-expires\",1800000},")),
+            &format!("{invoices} true false []"),
+            &format!("{invoices}.dead_letter true false []"),
+            &format!("{service}.user_created.invalidate_cache.dead_letter true false []"),
+            &format!("{cache} false true []"),
+            &format!("{mail} true false {expiry}"),
+            &format!("{mail}.dead_letter true false []"),
         ]
     );
+    // One retry tier per listener: expiring after 1 s back into the listener's queue.
+    assert_eq!(retries.len(), 3, "{retries:#?}");
+    for queue in [&invoices, &cache, &mail] {
+        let row = retries
+            .iter()
+            .find(|row| row.starts_with(&format!("{queue}.retry.1000ms ")))
+            .unwrap_or_else(|| panic!("no retry queue for {queue}: {retries:#?}"));
+        assert!(row.contains("{\"x-message-ttl\",1000}"), "{row}");
+        assert!(row.contains(&format!("{{\"x-dead-letter-routing-key\",\"{queue}\"}}")), "{row}");
+    }
+    let durable_retry = retries.iter().find(|row| row.starts_with(&invoices)).expect("invoice retry");
+    assert!(durable_retry.contains("{\"x-dead-letter-strategy\",\"at-least-once\"}"), "{durable_retry}");
     bus.shutdown().await.expect("shutdown");
     assert!(
         !list_queues(&service).iter().any(|row| row.contains("host-1")),
@@ -242,8 +247,8 @@ async fn quorum_queues_are_selectable_for_durable_queues() {
         vec![
             format!("{service}.billing.invoice_paid.record_invoice quorum"),
             format!("{service}.billing.invoice_paid.record_invoice.dead_letter quorum"),
-            // Retry tiers stay classic: they only hold messages for their delay.
-            format!("{service}.billing.invoice_paid.record_invoice.retry.1000ms classic"),
+            // Durable retry tiers are always quorum: they dead-letter at-least-once.
+            format!("{service}.billing.invoice_paid.record_invoice.retry.1000ms quorum"),
         ]
     );
     let admin = admin(&url).await;

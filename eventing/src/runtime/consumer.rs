@@ -164,7 +164,7 @@ impl Consumer {
                 None => {
                     tracing::debug!("handled");
                     if let Err(error) = delivery.acker.ack().await {
-                        tracing::error!(%error, "acknowledging failed; the message will be redelivered");
+                        tracing::warn!(%error, "acknowledging failed; the broker delivers the message again");
                     }
                 }
                 Some(Failure::Retryable(reason)) if self.retry.retries_after(attempt) => {
@@ -216,7 +216,7 @@ impl Consumer {
         match self.publisher.transport().publish(Route::Queue(queue), message).await {
             Ok(()) => {
                 if let Err(error) = delivery.acker.ack().await {
-                    tracing::error!(%error, "acknowledging a failed message failed; it may be delivered again");
+                    tracing::warn!(%error, "acknowledging a failed message failed; the broker delivers it again");
                 }
             }
             Err(error) => {
