@@ -72,6 +72,12 @@ impl Listener<PaymentCaptured> for Ledger {
     }
 }
 
+/// A service and an exchange name no other test or run uses.
+fn scope(prefix: &str) -> (String, String) {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (format!("{prefix}-{}-{stamp}", std::process::id()), format!("{prefix}-exchange-{stamp}"))
+}
+
 /// Logs go to the test's captured output: shown when a test fails.
 fn init_logs() {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,lapin=warn".into());
@@ -99,9 +105,7 @@ async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
     let Some(url) = reachable_amqp_url() else { return };
     let _exclusive = BROKER.lock().await;
     init_logs();
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let service = format!("faults-{}-{stamp}", std::process::id());
-    let exchange = format!("faults-exchange-{stamp}");
+    let (service, exchange) = scope("faults");
     let handled = Handled::default();
     let bus = eventing::builder()
         .url(url.clone())
@@ -165,9 +169,7 @@ async fn a_consumer_the_broker_ends_is_restored() {
     let Some(url) = reachable_amqp_url() else { return };
     let _exclusive = BROKER.lock().await;
     init_logs();
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let service = format!("cancelled-{}-{stamp}", std::process::id());
-    let exchange = format!("cancelled-exchange-{stamp}");
+    let (service, exchange) = scope("cancelled");
     let handled = Handled::default();
     let bus = eventing::builder()
         .url(url.clone())
@@ -237,9 +239,7 @@ async fn soak_ten_thousand_events_with_failures_and_a_broker_restart() {
     let Some(url) = reachable_amqp_url() else { return };
     let _exclusive = BROKER.lock().await;
     init_logs();
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let service = format!("soak-{}-{stamp}", std::process::id());
-    let exchange = format!("soak-exchange-{stamp}");
+    let (service, exchange) = scope("soak");
     let handled = Handled::default();
     let chaos = eventing::Chaos { fail_share: 0.2, ..eventing::Chaos::default() };
     let bus = eventing::builder()
