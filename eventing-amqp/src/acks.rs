@@ -13,14 +13,14 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use eventing::transport::{BoxFuture, Settle, TransportError, ready};
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tokio::sync::Notify;
 
-use crate::link::other;
+use crate::link::{lock, other};
 
 /// The acknowledgement state of one subscription.
 #[derive(Default)]
@@ -50,7 +50,7 @@ struct State {
 
 impl AckBatcher {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// Registers a delivery of the channel of `generation` as it arrives. A delivery of an
@@ -192,7 +192,7 @@ impl BatchedAcker {
     }
 
     fn take(&self) -> Option<lapin::Acker> {
-        self.acker.lock().unwrap_or_else(PoisonError::into_inner).take()
+        lock(&self.acker).take()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use eventing::transport::{Acker, BoxFuture, Delivery, QueueSpec, Subscription, TransportError};
@@ -15,13 +15,9 @@ use tokio::sync::mpsc;
 
 use crate::acks::{AckBatcher, BatchedAcker};
 use crate::convert;
-use crate::link::{Session, other};
+use crate::link::{Session, lock, other};
 
 type DeliverySender = mpsc::UnboundedSender<Result<Delivery, TransportError>>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// One consumer as the link knows it, so it can start it again on a new connection.
 pub(crate) struct ConsumerSlot {

@@ -28,7 +28,8 @@ const HEALTH_CHECK: Duration = Duration::from_millis(250);
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LARGEST_RETRY: Duration = Duration::from_secs(5);
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks a mutex of this crate; no critical section can panic half-way, so poisoning is ignored.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -139,6 +140,10 @@ impl Link {
 
     /// The current session, waiting up to `deadline` while reconnecting.
     pub(crate) async fn session(&self, deadline: tokio::time::Instant) -> Result<Arc<Session>, TransportError> {
+        // The usual case, on every publish: connected. No watcher and no timer then.
+        if let Ok(session) = self.current() {
+            return Ok(session);
+        }
         let mut watcher = self.session.subscribe();
         let waiting =
             watcher.wait_for(|session| session.as_ref().is_some_and(|session| session.is_alive()) || self.is_closed());

@@ -1,7 +1,7 @@
 //! [`AmqpTransport`]: eventing's [`Transport`] on a self-healing RabbitMQ connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use eventing::message::Message;
 use eventing::transport::{
@@ -10,7 +10,7 @@ use eventing::transport::{
 
 use crate::acks::AckBatcher;
 use crate::consume::ConsumerSlot;
-use crate::link::Link;
+use crate::link::{Link, lock};
 use crate::options::AmqpOptions;
 use crate::publish;
 
@@ -48,17 +48,14 @@ impl AmqpTransport {
     async fn subscribe(&self, queue: &QueueSpec, prefetch: u16) -> Result<Box<dyn Subscription>, TransportError> {
         let tag = format!("{}#{}", self.link.options.connection_name, self.consumers.fetch_add(1, Ordering::Relaxed));
         let (slot, subscription) = ConsumerSlot::new(queue.clone(), prefetch, tag);
-        self.acks.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(&slot.acks));
+        lock(&self.acks).push(Arc::downgrade(&slot.acks));
         self.link.add_consumer(&slot).await?;
         Ok(Box::new(subscription))
     }
 
     async fn shut(&self) -> Result<(), TransportError> {
         let batchers: Vec<Arc<AckBatcher>> =
-            std::mem::take(&mut *self.acks.lock().unwrap_or_else(PoisonError::into_inner))
-                .iter()
-                .filter_map(Weak::upgrade)
-                .collect();
+            std::mem::take(&mut *lock(&self.acks)).iter().filter_map(Weak::upgrade).collect();
         for batcher in batchers {
             batcher.close().await;
         }
