@@ -18,9 +18,9 @@ use crate::registry::ErasedHandler;
 use crate::transport::{Delivery, Route, Subscription};
 use crate::{Chaos, Context, ListenerInfo, RetryPolicy};
 
-/// How long to wait before returning a message whose dead-lettering failed, so a broken
-/// dead-letter queue never turns into a hot loop.
-const DEAD_LETTER_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How long to wait before returning a failed message that could not be moved to its retry
+/// or dead-letter queue, so a broken queue never turns into a hot loop.
+const MOVE_FAILED_DELAY: Duration = Duration::from_secs(1);
 
 tokio::task_local! {
     /// Set while a handler runs, so transports can tell follow-up publishes (which must
@@ -221,7 +221,7 @@ impl Consumer {
             }
             Err(error) => {
                 tracing::error!(%error, queue, "moving the failed message failed; returning it to its queue");
-                tokio::time::sleep(DEAD_LETTER_RETRY_DELAY).await;
+                tokio::time::sleep(MOVE_FAILED_DELAY).await;
                 if let Err(error) = delivery.acker.requeue().await {
                     tracing::error!(%error, "returning the message failed; the broker redelivers it when the channel closes");
                 }
