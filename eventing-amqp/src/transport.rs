@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use eventing::message::Message;
 use eventing::transport::{
-    BoxFuture, ConnectOptions, QueueSpec, Route, Subscription, Topology, Transport, TransportError,
+    BoxFuture, ConnectOptions, Origin, QueueSpec, Route, Subscription, Topology, Transport, TransportError,
 };
 
 use crate::acks::AckBatcher;
@@ -68,7 +68,14 @@ impl Transport for AmqpTransport {
         Box::pin(self.link.declare(topology))
     }
 
-    fn publish<'a>(&'a self, route: Route<'a>, message: Message) -> BoxFuture<'a, Result<(), TransportError>> {
+    /// The broker applies its own flow control (TCP back-pressure, `connection.blocked`)
+    /// to every publisher alike, so `origin` changes nothing here.
+    fn publish<'a>(
+        &'a self,
+        route: Route<'a>,
+        message: Message,
+        _origin: Origin,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move { publish::publish(&self.link, route, &message).await })
     }
 
