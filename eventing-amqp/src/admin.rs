@@ -3,12 +3,12 @@
 
 use eventing::message::{Message, header};
 use eventing::transport::{Route, TransportError};
-use lapin::{Channel, ExchangeKind};
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
-    QueuePurgeOptions,
+    BasicAckOptions, BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
+use lapin::{Channel, ExchangeKind};
 
 use crate::AmqpTransport;
 use crate::convert;
@@ -206,7 +206,8 @@ impl AmqpTransport {
     pub async fn exchange_exists(&self, exchange: &str) -> Result<bool, TransportError> {
         let channel = self.admin_channel().await?;
         let options = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
-        let declared = channel.exchange_declare(exchange.into(), ExchangeKind::Topic, options, FieldTable::default()).await;
+        let declared =
+            channel.exchange_declare(exchange.into(), ExchangeKind::Topic, options, FieldTable::default()).await;
         let _ = channel.close(200, "exchange checked".into()).await;
         match declared.map_err(|error| declare_error(&format!("exchange `{exchange}`"), error)) {
             Ok(()) => Ok(true),

@@ -140,7 +140,9 @@ enum CliError {
     Refused { action: &'static str, queue: String, reason: String },
     #[error("refusing to delete the topology: {}; pass --force to delete anyway (their messages are lost)", .problems.join("; "))]
     TopologyInUse { problems: Vec<String> },
-    #[error("no listeners are linked into this binary, so it knows no queues to delete; run the `eventing` command your service builds with `eventing_cli::main`")]
+    #[error(
+        "no listeners are linked into this binary, so it knows no queues to delete; run the `eventing` command your service builds with `eventing_cli::main`"
+    )]
     NoListeners,
     #[error("{what}: {reason}; nothing was changed")]
     NotConfirmed { what: String, reason: &'static str },
@@ -215,6 +217,9 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
             match action {
                 None => Ok(print_topology(&topology, console.out)?),
                 Some(TopologyAction::Delete { yes, force }) => {
+                    if topology.queues.is_empty() {
+                        return Err(CliError::NoListeners);
+                    }
                     let broker = connect(cli.url).await?;
                     let result = delete_topology(&broker, &topology, yes, force, console).await;
                     let _ = eventing::transport::Transport::close(&broker).await;
@@ -223,6 +228,8 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
             }
         }
         Command::Dlq { action } => {
+            let (queue, verb) = action.target();
+            check_dead_letter_name(queue, verb)?;
             let broker = connect(cli.url).await?;
             let result = dlq(&broker, action, console).await;
             let _ = eventing::transport::Transport::close(&broker).await;
@@ -282,15 +289,21 @@ async fn dlq(broker: &AmqpTransport, action: Dlq, console: &mut Console<'_>) -> 
     }
 }
 
-/// Checks that `queue` is an eventing dead-letter queue, as far as the broker and the
-/// linked registry can tell; returns how many messages it holds.
-///
-/// - its name ends in `.dead_letter` (`eventing::naming::dead_letter_queue`);
-/// - the listeners linked into this binary do not declare it in another role;
-/// - it exists (a passive declare) and is not exclusive to a connection;
-/// - nothing consumes it: eventing never consumes dead letters, so a consumer means a
-///   live queue.
-async fn check_dead_letter_queue(broker: &AmqpTransport, queue: &str, action: &'static str) -> Result<u32, CliError> {
+impl Dlq {
+    /// The queue a command works on, and what it does to it (for refusals).
+    fn target(&self) -> (&str, &'static str) {
+        match self {
+            Self::List { queue, .. } => (queue, "list"),
+            Self::Requeue { queue, .. } => (queue, "requeue from"),
+            Self::Purge { queue, .. } => (queue, "purge"),
+        }
+    }
+}
+
+/// The first half of checking that `queue` is an eventing dead-letter queue, before any
+/// connection: its name ends in `.dead_letter` (`eventing::naming::dead_letter_queue`),
+/// and the listeners linked into this binary do not declare it in another role.
+fn check_dead_letter_name(queue: &str, action: &'static str) -> Result<(), CliError> {
     let refuse = |reason: String| CliError::Refused { action, queue: queue.to_owned(), reason };
     let suffix = format!(".{DEAD_LETTER_SUFFIX}");
     if !queue.ends_with(&suffix) || queue.len() == suffix.len() {
@@ -307,6 +320,14 @@ async fn check_dead_letter_queue(broker: &AmqpTransport, queue: &str, action: &'
             role_name(&spec.role)
         )));
     }
+    Ok(())
+}
+
+/// The second half, on the broker: `queue` exists (a passive declare), is not exclusive to
+/// a connection, and nothing consumes it (eventing never consumes dead letters, so a
+/// consumer means a live queue). Returns how many messages it holds.
+async fn check_dead_letter_queue(broker: &AmqpTransport, queue: &str, action: &'static str) -> Result<u32, CliError> {
+    let refuse = |reason: String| CliError::Refused { action, queue: queue.to_owned(), reason };
     let messages = broker.message_count(queue).await?;
     let consumers = broker.consumer_count(queue).await?;
     if consumers > 0 {
@@ -325,9 +346,6 @@ async fn delete_topology(
     force: bool,
     console: &mut Console<'_>,
 ) -> Result<(), CliError> {
-    if topology.queues.is_empty() {
-        return Err(CliError::NoListeners);
-    }
     let mut present = Vec::new();
     let mut problems = Vec::new();
     // Per-process queues are exclusive: they go with their process's connection.
@@ -425,7 +443,9 @@ fn printable(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
     }
-    Cow::Owned(text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect())
+    Cow::Owned(
+        text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
+    )
 }
 
 /// Headers other than eventing's own `x-eventing-*`.
@@ -557,7 +577,49 @@ fn print_topology(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io:
 
 #[cfg(test)]
 mod tests {
-    use super::format_time;
+    use super::{BODY_PREVIEW_BYTES, CliError, Console, body_text, confirm, format_time, printable};
+
+    /// `confirm` with `answer` typed, on a terminal or not.
+    fn answer(answer: &str, interactive: bool) -> (Result<(), CliError>, String) {
+        let mut input = answer.as_bytes();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut console = Console { input: &mut input, interactive, out: &mut out, err: &mut err };
+        let result = confirm(&mut console, "purge 3 dead letter(s)");
+        (result, String::from_utf8_lossy(&err).into_owned())
+    }
+
+    #[test]
+    fn only_a_terminal_saying_yes_confirms() {
+        let (yes, asked) = answer("y\n", true);
+        assert!(yes.is_ok());
+        assert_eq!(asked, "purge 3 dead letter(s)? [y/N] ");
+        assert!(answer(" YES \n", true).0.is_ok());
+        for (typed, why) in [("n\n", "not confirmed;"), ("\n", "not confirmed;"), ("", "stdin closed")] {
+            let error = answer(typed, true).0.expect_err(typed).to_string();
+            assert!(error.contains(why) && error.contains("nothing was changed"), "{typed:?}: {error}");
+        }
+        let (piped, asked) = answer("y\n", false);
+        let error = piped.expect_err("a pipe cannot confirm").to_string();
+        assert!(error.contains("stdin is not a terminal (pass --yes to confirm)"), "{error}");
+        assert!(asked.is_empty(), "nothing asked without a terminal");
+    }
+
+    #[test]
+    fn bodies_are_cut_at_a_character_boundary() {
+        let body = format!("{}é", "a".repeat(BODY_PREVIEW_BYTES - 1)).into_bytes();
+        let (text, cut) = body_text(&body, false);
+        assert!(cut);
+        assert_eq!(text.len(), BODY_PREVIEW_BYTES - 1, "the split `é` is left out, not mangled");
+        assert!(!text.contains('\u{fffd}'));
+        assert_eq!(body_text(&body, true), (String::from_utf8_lossy(&body), false));
+        assert_eq!(body_text(b"{}", false), ("{}".into(), false));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain"), "plain");
+        assert_eq!(printable("\u{1b}[2Jgone\r\n"), "\\u{1b}[2Jgone\\r\\n");
+    }
 
     #[test]
     fn times_print_as_utc() {

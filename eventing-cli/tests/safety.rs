@@ -14,7 +14,8 @@ use tokio::io::AsyncReadExt;
 #[tokio::test]
 async fn help_never_shows_the_broker_password() {
     let url = "amqp://guest:s3cr3t@127.0.0.1:5672/%2f";
-    for args in [&["--help"][..], &["dlq", "list", "--help"], &["dlq", "purge", "--help"], &["topology", "delete", "--help"]]
+    for args in
+        [&["--help"][..], &["dlq", "list", "--help"], &["dlq", "purge", "--help"], &["topology", "delete", "--help"]]
     {
         let help = eventing(args, url).await;
         assert!(help.status.success(), "{args:?}: {help:?}");
@@ -35,11 +36,7 @@ async fn dlq_commands_refuse_queues_that_are_not_dead_letter_queues() {
     for n in 0..3 {
         plain.put(&live, format!(r#"{{"n":{n}}}"#).as_bytes(), &[]).await;
     }
-    for args in [
-        vec!["dlq", "purge", &live, "--yes"],
-        vec!["dlq", "requeue", &live],
-        vec!["dlq", "list", &live],
-    ] {
+    for args in [vec!["dlq", "purge", &live, "--yes"], vec!["dlq", "requeue", &live], vec!["dlq", "list", &live]] {
         let refused = eventing(&args, &url).await;
         assert!(!refused.status.success(), "{args:?} must be refused: {refused:?}");
         let error = stderr(&refused);
@@ -53,10 +50,7 @@ async fn dlq_commands_refuse_queues_that_are_not_dead_letter_queues() {
     plain.declare(&consumed).await;
     plain.put(&consumed, b"{}", &[]).await;
     let consumer_channel = plain.connection.create_channel().await.expect("channel");
-    consumer_channel
-        .basic_qos(1, lapin::options::BasicQosOptions::default())
-        .await
-        .expect("qos");
+    consumer_channel.basic_qos(1, lapin::options::BasicQosOptions::default()).await.expect("qos");
     let _consumer = consumer_channel
         .basic_consume(
             consumed.as_str().into(),
@@ -118,7 +112,8 @@ async fn requeue_moves_each_message_at_most_once_and_never_onto_its_own_queue() 
     plain.put(&dead_letters, br#"{"n":3}"#, &[(header::ORIGINAL_QUEUE, &dead_letters)]).await;
 
     let args = ["dlq", "requeue", &dead_letters, "--limit", "1000"];
-    let stopped = tokio::time::timeout(Duration::from_secs(30), eventing(&args, &url)).await.expect("requeue must not loop");
+    let stopped =
+        tokio::time::timeout(Duration::from_secs(30), eventing(&args, &url)).await.expect("requeue must not loop");
     assert!(!stopped.status.success(), "{stopped:?}");
     let error = stderr(&stopped);
     assert!(error.contains("after requeueing 2"), "{error}");
