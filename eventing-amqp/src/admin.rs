@@ -2,7 +2,7 @@
 //! an operator no longer needs.
 
 use eventing::message::{Message, header};
-use eventing::transport::{Route, TransportError};
+use eventing::transport::{QueueLifetime, QueueRole, QueueSpec, Route, TransportError};
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
     QueueDeleteOptions, QueuePurgeOptions,
@@ -11,9 +11,10 @@ use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 
 use crate::AmqpTransport;
+use crate::QueueType;
 use crate::convert;
 use crate::link::other;
-use crate::topology::declare_error;
+use crate::topology::{declare_error, queue_arguments};
 
 impl AmqpTransport {
     /// A short-lived channel on the current connection.
@@ -125,6 +126,34 @@ impl AmqpTransport {
         let declared = channel.queue_declare(queue.into(), options, FieldTable::default()).await;
         let _ = channel.close(200, "count done".into()).await;
         declared.map(|queue| queue.consumer_count()).map_err(|error| declare_error(&format!("queue `{queue}`"), error))
+    }
+
+    /// Whether the existing `queue` was declared as eventing declares dead-letter queues:
+    /// durable, with no TTL, expiry, dead-lettering or length limit, classic or quorum. An
+    /// AMQP client cannot read a queue's arguments, so this redeclares it with the
+    /// dead-letter arguments and lets the broker's equivalence check answer; RabbitMQ
+    /// refuses (and this returns `false`) for a transient queue, an expiring listener queue
+    /// or a retry queue. An error naming the queue when it does not exist (checked first, so
+    /// the redeclaration does not create it), [`TransportError::Locked`] when it is
+    /// exclusive to another connection.
+    pub async fn has_dead_letter_shape(&self, queue: &str) -> Result<bool, TransportError> {
+        self.message_count(queue).await?;
+        let spec = QueueSpec { name: queue.to_owned(), lifetime: QueueLifetime::Durable, role: QueueRole::DeadLetter };
+        for queue_type in [QueueType::Classic, QueueType::Quorum] {
+            // A refused declaration closes its channel: one channel per try.
+            let channel = self.admin_channel().await?;
+            let (options, arguments) = queue_arguments(&spec, queue_type);
+            let declared = channel.queue_declare(queue.into(), options, arguments).await;
+            match declared.map_err(|error| declare_error(&format!("queue `{queue}`"), error)) {
+                Ok(_) => {
+                    let _ = channel.close(200, "shape checked".into()).await;
+                    return Ok(true);
+                }
+                Err(TransportError::Conflict { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(false)
     }
 
     /// Moves dead letters of `dead_letter_queue` back to the queue each came from (its

@@ -324,10 +324,18 @@ fn check_dead_letter_name(queue: &str, action: &'static str) -> Result<(), CliEr
 }
 
 /// The second half, on the broker: `queue` exists (a passive declare), is not exclusive to
-/// a connection, and nothing consumes it (eventing never consumes dead letters, so a
-/// consumer means a live queue). Returns how many messages it holds.
+/// a connection, has the dead-letter shape (durable, no TTL, expiry or dead-lettering of
+/// its own), and nothing consumes it (eventing never consumes dead letters, so a consumer
+/// means a live queue). Returns how many messages it holds.
 async fn check_dead_letter_queue(broker: &AmqpTransport, queue: &str, action: &'static str) -> Result<u32, CliError> {
     let refuse = |reason: String| CliError::Refused { action, queue: queue.to_owned(), reason };
+    if !broker.has_dead_letter_shape(queue).await? {
+        return Err(refuse(
+            "it is not a dead-letter queue: it was declared with other arguments than eventing gives dead-letter \
+             queues (durable, no TTL, expiry or dead-lettering)"
+                .into(),
+        ));
+    }
     let messages = broker.message_count(queue).await?;
     let consumers = broker.consumer_count(queue).await?;
     if consumers > 0 {

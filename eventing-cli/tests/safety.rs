@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use eventing::message::header;
+use lapin::types::AMQPValue;
 use support::{Cleanup, Plain, broker_url, eventing, stderr, stdout, unique};
 use tokio::io::AsyncReadExt;
 
@@ -66,6 +67,20 @@ async fn dlq_commands_refuse_queues_that_are_not_dead_letter_queues() {
     assert!(stderr(&refused).contains("1 consumer"), "{}", stderr(&refused));
     assert_eq!(plain.count(&consumed).await, 1, "nothing purged");
 
+    // Named like a dead-letter queue, but declared otherwise: transient, or expiring (as a
+    // listener named `dead_letter` of a non-durable event would be).
+    let transient = cleanup.queue(&format!("{}.dead_letter", unique("cli-transient")));
+    plain.declare_with(&transient, false, &[]).await;
+    let expiring = cleanup.queue(&format!("{}.dead_letter", unique("cli-expiring")));
+    plain.declare_with(&expiring, true, &[("x-expires", AMQPValue::LongLongInt(600_000))]).await;
+    for queue in [&transient, &expiring] {
+        plain.put(queue, b"{}", &[]).await;
+        let refused = eventing(&["dlq", "purge", queue, "--yes"], &url).await;
+        assert!(!refused.status.success(), "{refused:?}");
+        assert!(stderr(&refused).contains("declared with other arguments"), "{}", stderr(&refused));
+        assert_eq!(plain.count(queue).await, 1, "nothing purged");
+    }
+
     let missing = eventing(&["dlq", "list", "no.such.queue.dead_letter"], &url).await;
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("does not exist"), "{}", stderr(&missing));
@@ -93,6 +108,20 @@ async fn purge_needs_yes_without_a_terminal() {
     assert!(purged.status.success(), "{purged:?}");
     assert!(stdout(&purged).contains(&format!("purged 2 dead letter(s) from `{dead_letters}`")), "{purged:?}");
     assert_eq!(plain.count(&dead_letters).await, 0);
+}
+
+/// Dead-letter queues are quorum queues with `EVENTING_AMQP_QUEUE_TYPE=quorum`: accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_dead_letter_queues_are_dead_letter_queues() {
+    let Some(url) = broker_url() else { return };
+    let plain = Plain::connect(&url).await;
+    let mut cleanup = Cleanup::new(&url);
+    let dead_letters = cleanup.queue(&format!("{}.refund_requested.refund.dead_letter", unique("cli-quorum")));
+    plain.declare_with(&dead_letters, true, &[("x-queue-type", AMQPValue::LongString("quorum".into()))]).await;
+    plain.put(&dead_letters, b"{}", &[(header::ERROR, "boom")]).await;
+    let listed = eventing(&["dlq", "list", &dead_letters], &url).await;
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(stdout(&listed).contains("reason:   boom"), "{listed:?}");
 }
 
 /// Defect 3: a dead letter that names the queue it is read from was moved onto it again

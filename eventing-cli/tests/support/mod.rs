@@ -47,8 +47,17 @@ impl Plain {
 
     /// Declares a durable classic queue without arguments: the shape of a dead-letter queue.
     pub async fn declare(&self, queue: &str) {
-        let options = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-        self.channel.queue_declare(queue.into(), options, FieldTable::default()).await.expect("declare");
+        self.declare_with(queue, true, &[]).await;
+    }
+
+    /// Declares a queue, durable or not, with `arguments`.
+    pub async fn declare_with(&self, queue: &str, durable: bool, arguments: &[(&str, AMQPValue)]) {
+        let options = QueueDeclareOptions { durable, ..QueueDeclareOptions::default() };
+        let mut table = FieldTable::default();
+        for (name, value) in arguments {
+            table.insert((*name).into(), value.clone());
+        }
+        self.channel.queue_declare(queue.into(), options, table).await.expect("declare");
     }
 
     /// Publishes `body` with `headers` straight to `queue`, confirmed.
