@@ -130,7 +130,7 @@ enum Dlq {
 enum CliError {
     #[error("no broker: pass --url amqp://... or set EVENTING_URL")]
     NoBroker,
-    #[error("`{url}`: dead-letter queues are on RabbitMQ; give an amqp:// URL")]
+    #[error("`{url}`: the operator commands work on RabbitMQ; give an amqp:// URL")]
     NotAmqp { url: String },
     #[error(transparent)]
     Broker(#[from] TransportError),
