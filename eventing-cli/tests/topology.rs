@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use eventing::transport::QueueLifetime;
+use eventing::transport::{QueueLifetime, QueueRole};
 use eventing::{Context, Event, HandlerError, Listener, event, event_listener};
 use eventing_cli::Console;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
@@ -28,6 +28,17 @@ pub struct Reimburse;
 impl Listener<ParcelLost> for Reimburse {
     async fn on(&self, lost: ParcelLost, _: &Context) -> Result<(), HandlerError> {
         Err(HandlerError::permanent_msg(format!("parcel {} is not insured", lost.parcel)))
+    }
+}
+
+/// A listener whose queue is named like a dead-letter queue: `<service>.cli.parcel_lost.dead_letter`.
+#[derive(Default)]
+pub struct Track;
+
+#[event_listener(name = "dead_letter")]
+impl Listener<ParcelLost> for Track {
+    async fn on(&self, _: ParcelLost, _: &Context) -> Result<(), HandlerError> {
+        Ok(())
     }
 }
 
@@ -67,6 +78,32 @@ async fn topology_prints_what_the_linked_listeners_declare() {
     assert!(printed.out.contains("queue shop.cli.parcel_lost.reimburse (durable; listener)"), "{}", printed.out);
     assert!(printed.out.contains("queue shop.cli.parcel_lost.reimburse.dead_letter (durable; dead letters)"));
     assert!(printed.out.contains("binding shop.cli.parcel_lost.reimburse <- cli-printed on `cli.parcel_lost`"));
+}
+
+/// The registry knows better than the name: a listener named `dead_letter` has a queue that
+/// ends in `.dead_letter`, and the `dlq` commands of a binary that links it refuse it (before
+/// connecting: the URL leads nowhere).
+#[tokio::test]
+async fn dlq_commands_refuse_a_queue_the_linked_listeners_declare_as_a_listener_queue() {
+    let topology = eventing::builder().topology().expect("plan");
+    let live = topology
+        .queues
+        .iter()
+        .find(|spec| spec.role == QueueRole::Listener && spec.name.ends_with(".dead_letter"))
+        .expect("the `dead_letter` listener's queue");
+    for command in ["list", "requeue", "purge"] {
+        let mut args = vec!["--url", "amqp://nobody@127.0.0.1:1/%2f", "dlq", command, &live.name];
+        if command == "purge" {
+            args.push("--yes");
+        }
+        let refused = eventing(&args, None).await;
+        assert_eq!(refused.code, ExitCode::FAILURE, "{command}: {}", refused.out);
+        assert!(
+            refused.err.contains("the listeners linked into this binary declare it as a listener queue"),
+            "{command}: {}",
+            refused.err
+        );
+    }
 }
 
 /// The "new user" item: tests and benchmarks left retry queues behind, and nothing
