@@ -70,6 +70,25 @@ impl Listener<UserCreated> for SendReceipt {
     }
 }
 
+/// `on` written without `async`, returning `impl Future`, as the trait allows: the macro
+/// accepts it (a missing `async` is an error only when `on` returns something else).
+#[derive(Default)]
+pub struct CountUsers;
+
+#[event_listener]
+impl Listener<UserCreated> for CountUsers {
+    fn on(
+        &self,
+        event: UserCreated,
+        _ctx: &Context,
+    ) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send {
+        async move {
+            assert!(event.user_id > 0);
+            Ok(())
+        }
+    }
+}
+
 /// A builder with every value the listeners of this file need.
 fn with_state(builder: Builder) -> Builder {
     builder.state(DatabasePool { url: "postgres://localhost/test".into() }).state(Mailer)
