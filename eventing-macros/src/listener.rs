@@ -133,9 +133,13 @@ fn check_on(imp: &mut ItemImpl, errors: &mut Errors) {
         if sig.ident != "on" {
             continue;
         }
-        // `fn on(..) -> impl Future<..> + Send` is a valid way to write it without `async`.
-        let returns_impl = matches!(&sig.output, syn::ReturnType::Type(_, ty) if matches!(**ty, Type::ImplTrait(_)));
-        if sig.asyncness.is_none() && !returns_impl {
+        // Without `async`, `on` may still return a future (`impl Future<..> + Send`, a boxed
+        // one...): only nothing or a `Result` is surely a forgotten `async`.
+        let forgot_async = match &sig.output {
+            syn::ReturnType::Default => true,
+            syn::ReturnType::Type(_, ty) => type_ident(ty).is_some_and(|ident| ident == "Result"),
+        };
+        if sig.asyncness.is_none() && forgot_async {
             errors.push(syn::Error::new(sig.fn_token.span, format!("`on` must be an `async fn`: `{SIGNATURE}`")));
             sig.asyncness = Some(syn::Token![async](sig.fn_token.span));
         }

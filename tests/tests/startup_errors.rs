@@ -71,7 +71,7 @@ impl Listener<UserCreated> for SendReceipt {
 }
 
 /// `on` written without `async`, returning `impl Future`, as the trait allows: the macro
-/// accepts it (a missing `async` is an error only when `on` returns something else).
+/// accepts it (a missing `async` is an error only when `on` returns nothing or a `Result`).
 #[derive(Default)]
 pub struct CountUsers;
 
