@@ -77,6 +77,7 @@ pub struct CountUsers;
 
 #[event_listener]
 impl Listener<UserCreated> for CountUsers {
+    #[allow(clippy::manual_async_fn, reason = "this form is what the test is about")]
     fn on(
         &self,
         event: UserCreated,
