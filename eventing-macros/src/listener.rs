@@ -13,7 +13,7 @@ use crate::names;
 const KEYS: Keys = Keys {
     attribute: "event_listener",
     flags: &["per_process"],
-    strings: &["name", "backoff"],
+    strings: &["name", "backoff", "pattern"],
     integers: &["concurrency", "prefetch", "max_attempts", "retry_delay_ms"],
     signed: &[],
 };
@@ -61,6 +61,25 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         Ok(event) => event,
         Err(error) => return Err(errors.fail(error)),
     };
+    let raw = is_raw_event(&event);
+    match (raw, args.string("pattern")) {
+        (true, Some(lit)) => {
+            if let Err(reason) = names::check_pattern(&lit.value()) {
+                errors.push(syn::Error::new(lit.span(), reason));
+            }
+        }
+        (true, None) => errors.push(syn::Error::new(
+            event.span(),
+            "a `Listener<RawEvent>` takes the events of a pattern: add `#[event_listener(pattern = \"billing.#\")]` \
+             (`*` one word, `#` zero or more; `#` alone is every event)",
+        )),
+        (false, Some(lit)) => errors.push(syn::Error::new(
+            lit.span(),
+            "`pattern` is only for `impl Listener<eventing::RawEvent>`: a typed listener takes its event's name; \
+             to take a family of events, implement `Listener<RawEvent>` and decode with `event.decode()`",
+        )),
+        (false, None) => {}
+    }
     if let Some(lit) = args.string("backoff") {
         if !matches!(lit.value().as_str(), "fixed" | "exponential") {
             errors.push(syn::Error::new(lit.span(), "`backoff` is \"fixed\" or \"exponential\""));
@@ -78,6 +97,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let backoff = args.string("backoff").map_or_else(String::new, syn::LitStr::value);
     let concurrency = args.integer("concurrency").map_or(quote!(0), |lit| lit.to_token_stream());
     let prefetch = args.integer("prefetch").map_or(quote!(0), |lit| lit.to_token_stream());
+    let pattern = args.string("pattern").map_or_else(String::new, syn::LitStr::value);
     Ok(quote! {
         #imp
 
@@ -92,10 +112,18 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
                     max_attempts: #max_attempts,
                     retry_delay_ms: #retry_delay_ms,
                     backoff: #backoff,
+                    pattern: #pattern,
                 }
             )
         }
     })
+}
+
+/// Whether `E` is written as `RawEvent` (any path ending in it). A type alias of it is
+/// caught at start instead.
+fn is_raw_event(event: &Type) -> bool {
+    matches!(event, Type::Path(path) if path.qself.is_none()
+        && path.path.segments.last().is_some_and(|last| last.ident == "RawEvent"))
 }
 
 /// The `E` of `impl Listener<E> for T`.

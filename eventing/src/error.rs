@@ -104,6 +104,15 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A body given to `publish_raw` is not JSON.
+    #[error("the body given for event `{event}` is not JSON; nothing was sent: {source}")]
+    InvalidJson {
+        /// The event name.
+        event: String,
+        /// What the JSON parser found.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A header given to `publish_with` uses eventing's own prefix.
     #[error("header `{name}` is reserved: names starting with `x-eventing-` are eventing's own; nothing was sent")]
     ReservedHeader {

@@ -37,6 +37,33 @@ pub fn check_event_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a binding pattern in AMQP topic syntax: dot-separated words, each `*` (exactly one
+/// word), `#` (zero or more words) or a word of ASCII letters, digits, `_` and `-`.
+///
+/// ```
+/// assert!(eventing::naming::check_pattern("billing.#").is_ok());
+/// assert!(eventing::naming::check_pattern("pylabs.event.crm.*.cancel.#").is_ok());
+/// assert!(eventing::naming::check_pattern("#").is_ok());
+/// assert!(eventing::naming::check_pattern("billing.inv*").is_err());
+/// assert!(eventing::naming::check_pattern("billing..paid").is_err());
+/// ```
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("it is empty; `#` matches every event".into());
+    }
+    for word in pattern.split('.') {
+        match word {
+            "*" | "#" => {}
+            "" => return Err("it has an empty dot-separated word".into()),
+            word if word.contains(['*', '#']) => {
+                return Err(format!("`{word}`: `*` and `#` stand alone between dots (`billing.*`, `billing.#`)"));
+            }
+            word => check_word(word)?,
+        }
+    }
+    Ok(())
+}
+
 /// Checks a listener, service or process-id name: one word of ASCII letters, digits, `_`, `-`.
 ///
 /// ```
@@ -68,6 +95,25 @@ pub fn listener_queue(service: &str, event: &str, listener: &str) -> String {
 /// The exclusive queue of one process for a `per_process` listener.
 pub fn per_process_queue(service: &str, event: &str, listener: &str, process_id: &str) -> String {
     format!("{service}.{event}.{listener}.{process_id}")
+}
+
+/// The queue shared by all processes of `service` for a pattern listener.
+///
+/// ```
+/// assert_eq!(eventing::naming::pattern_listener_queue("shop", "audit_trail"), "shop.audit_trail");
+/// ```
+pub fn pattern_listener_queue(service: &str, listener: &str) -> String {
+    format!("{service}.{listener}")
+}
+
+/// The exclusive queue of one process for a `per_process` pattern listener.
+pub fn pattern_per_process_queue(service: &str, listener: &str, process_id: &str) -> String {
+    format!("{service}.{listener}.{process_id}")
+}
+
+/// The dead-letter queue of a pattern listener.
+pub fn pattern_dead_letter_queue(service: &str, listener: &str) -> String {
+    format!("{service}.{listener}.{DEAD_LETTER_SUFFIX}")
 }
 
 /// The dead-letter queue of a listener (shared by all processes, also for `per_process`).

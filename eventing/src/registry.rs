@@ -7,6 +7,8 @@ use std::collections::hash_map::Entry;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::message::Message;
+use crate::raw::Receivable;
 use crate::transport::BoxFuture;
 use crate::{Context, Error, Event, FromState, HandlerError, Listener, MissingState, State, naming};
 
@@ -43,7 +45,8 @@ type MakeHandler = fn(&mut Instances, &State) -> Result<Arc<dyn ErasedHandler>, 
 #[doc(hidden)]
 pub struct ListenerDescriptor {
     attributes: ListenerAttributes,
-    event: &'static str,
+    /// The event's name; `None` for a pattern listener of [`RawEvent`](crate::RawEvent)s.
+    event: Option<&'static str>,
     durable: bool,
     rust_type: fn() -> &'static str,
     event_type: fn() -> &'static str,
@@ -62,11 +65,13 @@ pub struct ListenerAttributes {
     pub max_attempts: u16,
     pub retry_delay_ms: u16,
     pub backoff: &'static str,
+    /// The binding pattern of a `Listener<RawEvent>`; empty for a typed listener.
+    pub pattern: &'static str,
 }
 
 impl ListenerDescriptor {
     /// Describes listener `L` of event `E`.
-    pub const fn new<L: Listener<E> + FromState, E: Event>(attributes: ListenerAttributes) -> Self {
+    pub const fn new<L: Listener<E> + FromState, E: Receivable>(attributes: ListenerAttributes) -> Self {
         Self {
             attributes,
             event: E::NAME,
@@ -79,10 +84,12 @@ impl ListenerDescriptor {
 
     fn info(&self) -> ListenerInfo {
         let attributes = &self.attributes;
+        let pattern = (!attributes.pattern.is_empty()).then_some(attributes.pattern);
         ListenerInfo {
             name: attributes.name,
             rust_type: (self.rust_type)(),
-            event: self.event,
+            event: self.event.unwrap_or(attributes.pattern),
+            pattern,
             event_type: (self.event_type)(),
             durable: self.durable,
             mode: if attributes.per_process { ListenerMode::PerProcess } else { ListenerMode::Competing },
@@ -122,8 +129,10 @@ pub struct ListenerInfo {
     pub name: &'static str,
     /// The Rust type's path.
     pub rust_type: &'static str,
-    /// The event it handles.
+    /// The event it handles; for a pattern listener, its pattern.
     pub event: &'static str,
+    /// The binding pattern of a pattern listener (`Listener<RawEvent>`), e.g. `billing.#`.
+    pub pattern: Option<&'static str>,
     /// The event's Rust type path.
     pub event_type: &'static str,
     /// Whether the event is durable.
@@ -226,6 +235,7 @@ impl Registry {
                 rust_type: info.rust_type.to_owned(),
                 reason,
             })?;
+            check_pattern(info, listener.descriptor.event.is_none())?;
         }
         listeners.sort_by_key(|listener| (listener.info.event, listener.info.name, listener.info.rust_type));
         Ok(Self { events, listeners })
@@ -259,6 +269,22 @@ pub(crate) fn warn_no_listeners() {
             linked,
             "`.listeners(...)` excluded every one of the {linked} linked listener(s), so this bus only publishes"
         ),
+    }
+}
+
+/// A `Listener<RawEvent>` needs a valid pattern, and only it may have one (the macro checks
+/// literals; this covers what it cannot see, such as a type alias of `RawEvent`).
+fn check_pattern(info: &ListenerInfo, raw: bool) -> Result<(), Error> {
+    let invalid = |reason: String| Error::InvalidListenerConfig { listener: info.rust_type, event: info.event, reason };
+    match (raw, info.pattern) {
+        (true, Some(pattern)) => {
+            naming::check_pattern(pattern).map_err(|reason| invalid(format!("pattern `{pattern}`: {reason}")))
+        }
+        (true, None) => Err(invalid("a `Listener<RawEvent>` needs `#[event_listener(pattern = \"...\")]`".into())),
+        (false, Some(_)) => {
+            Err(invalid("`pattern` is only for `Listener<RawEvent>`; a typed listener binds its event's name".into()))
+        }
+        (false, None) => Ok(()),
     }
 }
 
@@ -327,7 +353,7 @@ pub(crate) enum Handling {
 /// A listener with its event type erased: decodes the body, asks the filter, then starts
 /// the handler.
 pub(crate) trait ErasedHandler: Send + Sync {
-    fn call(&self, body: &[u8], ctx: Context) -> Handling;
+    fn call(&self, message: &Arc<Message>, ctx: Context) -> Handling;
 }
 
 struct TypedHandler<L, E> {
@@ -335,9 +361,9 @@ struct TypedHandler<L, E> {
     event: PhantomData<fn() -> E>,
 }
 
-impl<L: Listener<E>, E: Event> ErasedHandler for TypedHandler<L, E> {
-    fn call(&self, body: &[u8], ctx: Context) -> Handling {
-        let event: E = match serde_json::from_slice(body) {
+impl<L: Listener<E>, E: Receivable> ErasedHandler for TypedHandler<L, E> {
+    fn call(&self, message: &Arc<Message>, ctx: Context) -> Handling {
+        let event = match E::receive(message) {
             Ok(event) => event,
             Err(error) => return Handling::Undecodable(error),
         };
@@ -349,7 +375,7 @@ impl<L: Listener<E>, E: Event> ErasedHandler for TypedHandler<L, E> {
     }
 }
 
-fn make_handler<L: Listener<E> + FromState, E: Event>(
+fn make_handler<L: Listener<E> + FromState, E: Receivable>(
     instances: &mut Instances,
     state: &State,
 ) -> Result<Arc<dyn ErasedHandler>, MissingState> {

@@ -340,7 +340,8 @@ async fn launch(
 ) -> Result<Shared, Error> {
     let Running { exchange, app_id, process_id, shutdown_timeout, chaos } = running;
     transport.declare(&plan.topology).await.map_err(|source| Error::Declare { source })?;
-    let publisher = Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id, interceptors));
+    let publisher =
+        Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id, interceptors, plan.events.clone()));
     let stop = CancellationToken::new();
     let mut consumers = Vec::with_capacity(plan.listeners.len());
     for (listener, handler) in plan.listeners.iter().zip(handlers) {
@@ -441,6 +442,25 @@ impl Bus {
         headers: impl IntoIterator<Item = (K, V)>,
     ) -> Result<(), Error> {
         self.shared.publisher.publish(event, extra_headers(headers)?, None).await
+    }
+
+    /// Publishes a JSON `body` as the event `name`, for producers that have JSON but no Rust
+    /// type (bridges, scripts, other languages' payloads). The name must be a valid event
+    /// name and the body valid JSON, else nothing is sent; a registered event's
+    /// durability applies, and its typed listeners receive it like any other.
+    ///
+    /// ```rust,standalone_crate
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), eventing::Error> {
+    /// let bus = eventing::builder().start().await?;
+    /// bus.publish_raw("billing.invoice_paid", br#"{"invoice":"A-1"}"#.to_vec()).await?;
+    /// assert!(bus.publish_raw("billing.invoice_paid", b"not json".to_vec()).await.is_err());
+    /// assert!(bus.publish_raw("billing.*", b"{}".to_vec()).await.is_err());
+    /// # bus.shutdown().await
+    /// # }
+    /// ```
+    pub async fn publish_raw(&self, name: &str, body: Vec<u8>) -> Result<(), Error> {
+        self.shared.publisher.publish_raw(name, body, Headers::new(), None).await
     }
 
     /// Whether the bus is connected and every listener consuming, for readiness probes.
