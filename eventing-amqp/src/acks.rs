@@ -20,7 +20,7 @@ use eventing::transport::{BoxFuture, Settle, TransportError, ready};
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tokio::sync::Notify;
 
-use crate::link::{lock, other};
+use crate::util::{lock, other};
 
 /// The acknowledgement state of one subscription.
 #[derive(Default)]

@@ -11,8 +11,8 @@ use lapin::types::FieldTable;
 
 use crate::AmqpTransport;
 use crate::convert;
-use crate::link::other;
 use crate::topology::declare_error;
+use crate::util::other;
 
 impl AmqpTransport {
     /// A short-lived channel on the current connection.

@@ -37,11 +37,15 @@ mod admin;
 mod connect;
 mod consume;
 mod convert;
+mod lenient;
 mod link;
 mod options;
 mod publish;
+mod raw;
+mod rescue;
 mod topology;
 mod transport;
+mod util;
 
 pub use options::{AmqpOptions, QueueType};
 pub use transport::AmqpTransport;

@@ -10,7 +10,8 @@ use lapin::options::BasicPublishOptions;
 use lapin::{Confirmation, ErrorKind};
 
 use crate::convert;
-use crate::link::{Link, other};
+use crate::link::Link;
+use crate::util::other;
 
 /// AMQP reply code of a missing exchange or queue.
 const NOT_FOUND: u16 = 404;

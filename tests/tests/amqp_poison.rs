@@ -1,0 +1,260 @@
+//! Poison frames on RabbitMQ: a message with invalid UTF-8 in a short-string field (a header
+//! name, `type`, `message_id`), which lapin's frame parser rejects, published with a raw
+//! AMQP client among 50 good ones. The good ones are handled, the poison ends in the
+//! listener's dead-letter queue with a reason, another listener of the same bus keeps
+//! consuming and publishes keep succeeding. On classic and quorum queues.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amq_protocol::protocol::BasicProperties;
+use amq_protocol::types::{AMQPValue, FieldTable};
+use eventing::message::header;
+use eventing::{Context, Event, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
+use eventing_amqp::{AmqpOptions, AmqpTransport, QueueType};
+use serde::{Deserialize, Serialize};
+use support::broker::reachable_amqp_url;
+use tokio::sync::Notify;
+
+#[event(name = "poison.order_placed", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub n: u64,
+}
+
+#[event(name = "poison.parcel_shipped", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParcelShipped {
+    pub n: u64,
+}
+
+/// What a listener handled, by event number.
+#[derive(Clone, Default)]
+pub struct Seen {
+    numbers: Arc<Mutex<BTreeSet<u64>>>,
+    changed: Arc<Notify>,
+}
+
+impl Seen {
+    fn insert(&self, n: u64) {
+        self.numbers.lock().expect("lock").insert(n);
+        self.changed.notify_waiters();
+    }
+
+    fn snapshot(&self) -> BTreeSet<u64> {
+        self.numbers.lock().expect("lock").clone()
+    }
+
+    async fn wait_for(&self, expected: &BTreeSet<u64>, timeout: Duration) -> Result<(), BTreeSet<u64>> {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if expected.is_subset(&self.snapshot()) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| expected.difference(&self.snapshot()).copied().collect())
+    }
+}
+
+/// State: what each listener saw.
+#[derive(Clone, Default)]
+pub struct Ledger {
+    orders: Seen,
+    parcels: Seen,
+}
+
+pub struct PackOrder {
+    ledger: Ledger,
+}
+
+impl FromState for PackOrder {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { ledger: state.get::<Ledger>()?.clone() })
+    }
+}
+
+#[event_listener(concurrency = 4)]
+impl Listener<OrderPlaced> for PackOrder {
+    async fn on(&self, event: OrderPlaced, _ctx: &Context) -> Result<(), HandlerError> {
+        self.ledger.orders.insert(event.n);
+        Ok(())
+    }
+}
+
+pub struct TrackParcel {
+    ledger: Ledger,
+}
+
+impl FromState for TrackParcel {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { ledger: state.get::<Ledger>()?.clone() })
+    }
+}
+
+#[event_listener(concurrency = 4)]
+impl Listener<ParcelShipped> for TrackParcel {
+    async fn on(&self, event: ParcelShipped, _ctx: &Context) -> Result<(), HandlerError> {
+        self.ledger.parcels.insert(event.n);
+        Ok(())
+    }
+}
+
+/// Which short-string field of the poison message is not UTF-8.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    HeaderName,
+    Type,
+    MessageId,
+}
+
+impl Field {
+    /// The poison's properties (with `~` placeholders), the bytes that replace them, and what
+    /// the dead letter's `x-eventing-error` must mention.
+    fn poison(self) -> (BasicProperties, &'static [u8], &'static str) {
+        let base = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_timestamp(1_700_000_000);
+        match self {
+            Field::HeaderName => {
+                let mut headers = FieldTable::default();
+                headers.insert("x-~~".into(), AMQPValue::LongString("v".into()));
+                let properties = base.with_headers(headers).with_message_id("poison-header".into());
+                (properties, b"\xff\xfe", "name of a field in headers")
+            }
+            Field::Type => {
+                (base.with_type("probe.~".into()).with_message_id("poison-type".into()), b"\xff", "the `type` property")
+            }
+            Field::MessageId => (base.with_message_id("~(".into()), b"\xc3", "the `message_id` property"),
+        }
+    }
+}
+
+fn scope(prefix: &str) -> (String, String) {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    (format!("{prefix}-{}-{stamp}", std::process::id()), format!("{prefix}-exchange-{stamp}"))
+}
+
+fn init_logs() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,lapin=warn".into());
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(filter).try_init();
+}
+
+/// The poison ID of the event number the handler must never see.
+const POISON_N: u64 = 999_999;
+
+async fn poison_among_good_messages(field: Field, queue_type: QueueType) {
+    let Some(url) = reachable_amqp_url() else { return };
+    init_logs();
+    let (service, exchange) = scope(&format!("poison-{field:?}-{queue_type:?}").to_lowercase());
+    let ledger = Ledger::default();
+    let options = AmqpOptions { queue_type, ..AmqpOptions::default() };
+    let transport = AmqpTransport::connect(&url, options).await.expect("connect");
+    let bus = eventing::builder()
+        .transport(transport)
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .state(ledger.clone())
+        .start()
+        .await
+        .expect("start");
+
+    for n in 0..25 {
+        bus.publish(&OrderPlaced { n }).await.expect("publish a good order");
+    }
+    let (properties, replacement, mentioned) = field.poison();
+    let body = format!(r#"{{"n":{POISON_N}}}"#);
+    let raw_url = url.clone();
+    let raw_exchange = exchange.clone();
+    tokio::task::spawn_blocking(move || {
+        support::raw_publish::publish(
+            &raw_url,
+            &raw_exchange,
+            OrderPlaced::NAME,
+            properties,
+            body.as_bytes(),
+            replacement,
+        );
+    })
+    .await
+    .expect("raw publish");
+    for n in 25..50 {
+        bus.publish(&OrderPlaced { n }).await.expect("publish a good order");
+    }
+
+    // Meanwhile the other listener keeps consuming and publishes keep succeeding.
+    let mut parcels = BTreeSet::new();
+    for n in 0..20 {
+        bus.publish(&ParcelShipped { n }).await.expect("a publish while the poison is handled");
+        parcels.insert(n);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Err(missing) = ledger.parcels.wait_for(&parcels, Duration::from_secs(30)).await {
+        panic!("the other listener stalled: parcels {missing:?} not handled");
+    }
+    let orders: BTreeSet<u64> = (0..50).collect();
+    if let Err(missing) = ledger.orders.wait_for(&orders, Duration::from_secs(60)).await {
+        panic!("the poison stalled its listener: orders {missing:?} not handled");
+    }
+    assert!(!ledger.orders.snapshot().contains(&POISON_N), "the poison reached the handler");
+
+    let dead_letter_queue = eventing::naming::dead_letter_queue(&service, OrderPlaced::NAME, "pack_order");
+    let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = admin.peek(&dead_letter_queue, 10).await.expect("peek the dead-letter queue");
+        if !dead.is_empty() || tokio::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead.len(), 1, "one dead letter: {dead:#?}");
+    let reason = dead[0].header_text(header::ERROR).unwrap_or_default();
+    assert!(reason.contains(mentioned) && reason.contains("not valid UTF-8"), "reason: {reason}");
+    let listener_queue = eventing::naming::listener_queue(&service, OrderPlaced::NAME, "pack_order");
+    assert_eq!(dead[0].header_text(header::ORIGINAL_QUEUE), Some(listener_queue.as_str()));
+    assert_eq!(dead[0].body, format!(r#"{{"n":{POISON_N}}}"#).into_bytes(), "the body is kept");
+    assert_eq!(admin.message_count(&listener_queue).await.expect("count"), 0, "the listener's queue is drained");
+
+    bus.shutdown().await.expect("shutdown");
+    eventing::transport::Transport::close(&admin).await.expect("close admin");
+    support::broker::delete_scope(&url, &service, &exchange).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_is_dead_lettered_on_a_classic_queue() {
+    poison_among_good_messages(Field::HeaderName, QueueType::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_that_is_not_utf8_is_dead_lettered_on_a_classic_queue() {
+    poison_among_good_messages(Field::Type, QueueType::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_id_that_is_not_utf8_is_dead_lettered_on_a_classic_queue() {
+    poison_among_good_messages(Field::MessageId, QueueType::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_is_dead_lettered_on_a_quorum_queue() {
+    poison_among_good_messages(Field::HeaderName, QueueType::Quorum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_that_is_not_utf8_is_dead_lettered_on_a_quorum_queue() {
+    poison_among_good_messages(Field::Type, QueueType::Quorum).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_id_that_is_not_utf8_is_dead_lettered_on_a_quorum_queue() {
+    poison_among_good_messages(Field::MessageId, QueueType::Quorum).await;
+}
