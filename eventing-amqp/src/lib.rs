@@ -47,6 +47,7 @@ mod topology;
 mod transport;
 mod util;
 
+pub use admin::UNREADABLE;
 pub use options::{AmqpOptions, QueueType};
 pub use transport::AmqpTransport;
 

@@ -258,3 +258,57 @@ async fn a_type_that_is_not_utf8_is_dead_lettered_on_a_quorum_queue() {
 async fn a_message_id_that_is_not_utf8_is_dead_lettered_on_a_quorum_queue() {
     poison_among_good_messages(Field::MessageId, QueueType::Quorum).await;
 }
+
+/// `eventing dlq list` and `dlq requeue` (AmqpTransport::peek and requeue_dead_letters) on a
+/// dead-letter queue holding a message lapin cannot parse: shown escaped, requeued readable,
+/// never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_and_requeue_read_a_message_lapin_cannot_parse() {
+    use eventing::transport::{QueueLifetime, QueueRole, QueueSpec, Topology, Transport};
+    let Some(url) = reachable_amqp_url() else { return };
+    init_logs();
+    let (service, _) = scope("poison-peek");
+    let target = format!("{service}.order_placed.pack_order");
+    let dead_letters = format!("{target}.dead_letter");
+    let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
+    let queue = |name: &str, role| QueueSpec { name: name.to_owned(), lifetime: QueueLifetime::Durable, role };
+    let topology = Topology {
+        queues: vec![queue(&target, QueueRole::Listener), queue(&dead_letters, QueueRole::DeadLetter)],
+        ..Topology::default()
+    };
+    admin.declare(&topology).await.expect("declare");
+
+    let mut headers = FieldTable::default();
+    headers.insert(header::ORIGINAL_QUEUE.into(), AMQPValue::LongString(target.as_str().into()));
+    let properties = BasicProperties::default().with_message_id("~(".into()).with_headers(headers);
+    let (raw_url, queue_name) = (url.clone(), dead_letters.clone());
+    tokio::task::spawn_blocking(move || {
+        support::raw_publish::publish(&raw_url, "", &queue_name, properties, br#"{"n":1}"#, b"\xc3");
+    })
+    .await
+    .expect("raw publish");
+
+    let listed = tokio::time::timeout(Duration::from_secs(20), admin.peek(&dead_letters, 10))
+        .await
+        .expect("peek does not hang")
+        .expect("peek");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].message_id, "\\xc3(");
+    let unreadable = listed[0].headers.get(eventing_amqp::UNREADABLE).and_then(|value| value.as_str());
+    assert!(unreadable.is_some_and(|text| text.contains("`message_id`") && text.contains("c3 28")), "{unreadable:?}");
+
+    let moved = tokio::time::timeout(Duration::from_secs(20), admin.requeue_dead_letters(&dead_letters, 10))
+        .await
+        .expect("requeue does not hang")
+        .expect("requeue");
+    assert_eq!(moved, 1);
+    let requeued = admin.peek(&target, 10).await.expect("peek the listener queue");
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].message_id, "\\xc3(", "requeued readable, escaped");
+    assert!(requeued[0].headers.get(eventing_amqp::UNREADABLE).is_none());
+    assert_eq!(admin.message_count(&dead_letters).await.expect("count"), 0);
+
+    admin.delete_queue(&target).await.expect("delete");
+    admin.delete_queue(&dead_letters).await.expect("delete");
+    admin.close().await.expect("close admin");
+}
