@@ -382,16 +382,46 @@ async fn declare_on(
     Ok(())
 }
 
-/// `delay` jittered: a uniformly random duration between half of it and all of it.
-fn jittered(delay: Duration) -> Duration {
-    let half = delay / 2;
-    half + half.mul_f64(fastrand::f64())
+/// The reconnect backoff of one link (see the module documentation).
+struct Backoff {
+    /// The next delay before jitter.
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { delay: FIRST_RETRY }
+    }
+
+    /// The pause before the first reconnect after losing a connection that lived `lived`:
+    /// none after a healthy connection, else the next (jittered) delay.
+    fn before_reconnect(&mut self, lived: Duration) -> Option<Duration> {
+        if lived >= STABLE {
+            self.delay = FIRST_RETRY;
+            None
+        } else {
+            Some(self.next())
+        }
+    }
+
+    /// The pause after a failed reconnect attempt.
+    fn after_failure(&mut self) -> Duration {
+        self.next()
+    }
+
+    /// The current delay jittered (uniformly between half of it and all of it), then doubled.
+    fn next(&mut self) -> Duration {
+        let half = self.delay / 2;
+        let pause = half + half.mul_f64(fastrand::f64());
+        self.delay = (self.delay * 2).min(LARGEST_RETRY);
+        pause
+    }
 }
 
 /// Watches the connection; when it is gone, reconnects with backoff and restores topology
 /// and consumers. Ends when the link is closed or dropped.
 async fn supervise(link: Weak<Link>) {
-    let mut delay = FIRST_RETRY;
+    let mut backoff = Backoff::new();
     loop {
         // Wait until the connection is lost (or the link closed/dropped).
         let (resume, lived) = loop {
@@ -421,12 +451,9 @@ async fn supervise(link: Weak<Link>) {
             drop(link);
             let _ = tokio::time::timeout(HEALTH_CHECK, trouble.notified()).await;
         };
-        if lived >= STABLE {
-            delay = FIRST_RETRY;
-        } else {
+        if let Some(pause) = backoff.before_reconnect(lived) {
             // Lost again soon after connecting: no immediate reconnect, carry the backoff on.
-            tokio::time::sleep(jittered(delay)).await;
-            delay = (delay * 2).min(LARGEST_RETRY);
+            tokio::time::sleep(pause).await;
         }
         let mut attempt = 0_u32;
         loop {
@@ -469,8 +496,37 @@ async fn supervise(link: Weak<Link>) {
                 }
             }
             drop(link);
-            tokio::time::sleep(jittered(delay)).await;
-            delay = (delay * 2).min(LARGEST_RETRY);
+            tokio::time::sleep(backoff.after_failure()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_keeps_failing_at_once_is_not_reconnected_in_a_hot_loop() {
+        let mut backoff = Backoff::new();
+        // Each connection dies right after it opened (a poison message, say): count the
+        // reconnects that fit in 10 s with the shortest jitter.
+        let (mut elapsed, mut reconnects) = (Duration::ZERO, 0);
+        while elapsed < Duration::from_secs(10) {
+            elapsed += backoff.before_reconnect(Duration::from_millis(50)).expect("a pause");
+            reconnects += 1;
+        }
+        assert!(reconnects <= 10, "{reconnects} reconnects in 10 s");
+    }
+
+    #[test]
+    fn pauses_are_jittered_within_half_and_all_of_the_delay_and_reset_after_a_stable_connection() {
+        let mut backoff = Backoff::new();
+        let pauses: Vec<Duration> = (0..40).map(|_| backoff.after_failure()).collect();
+        assert!(pauses[0] >= FIRST_RETRY / 2 && pauses[0] <= FIRST_RETRY);
+        assert!(pauses.iter().all(|pause| *pause <= LARGEST_RETRY));
+        let capped = &pauses[10..];
+        assert!(capped.iter().any(|pause| *pause != capped[0]), "jittered: {capped:?}");
+        assert_eq!(backoff.before_reconnect(STABLE), None, "a healthy connection reconnects at once");
+        assert!(backoff.after_failure() <= FIRST_RETRY, "and the backoff starts afresh");
     }
 }
