@@ -72,8 +72,9 @@ pub(crate) struct Session {
     broken: AtomicBool,
     /// Set when lapin dropped the connection because a frame did not parse.
     unreadable: AtomicBool,
-    /// Whether RabbitMQ blocked this connection (`connection.blocked`: a resource alarm).
-    blocked: AtomicBool,
+    /// Why RabbitMQ blocked this connection (`connection.blocked`: a resource alarm), while
+    /// it does.
+    blocked: Mutex<Option<String>>,
 }
 
 impl Session {
@@ -98,7 +99,7 @@ impl Session {
             opened: tokio::time::Instant::now(),
             broken: AtomicBool::new(false),
             unreadable: AtomicBool::new(false),
-            blocked: AtomicBool::new(false),
+            blocked: Mutex::new(None),
         });
         tokio::spawn(watch_events(events, Arc::downgrade(&session), trouble, options.connection_name.clone()));
         Ok(session)
@@ -136,9 +137,10 @@ impl Session {
         self.broken.store(true, Ordering::Release);
     }
 
-    /// Whether RabbitMQ blocked this connection (a memory or disk alarm): publishes wait.
-    pub(crate) fn is_blocked(&self) -> bool {
-        self.blocked.load(Ordering::Acquire)
+    /// Why RabbitMQ blocks this connection (a memory or disk alarm), while it does:
+    /// publishes wait for it, up to the publish timeout.
+    pub(crate) fn blocked(&self) -> Option<String> {
+        lock(&self.blocked).clone()
     }
 
     /// Closes the connection; gives up after [`CLOSE_TIMEOUT`] (a blocked or dead connection
@@ -172,12 +174,12 @@ async fn watch_events(
             }
             lapin::Event::Error(_) => session.mark_broken(),
             lapin::Event::ConnectionBlocked(reason) => {
-                tracing::warn!(connection = %connection_name, %reason, "RabbitMQ blocked the connection (resource alarm): publishes wait until it is unblocked, up to the publish timeout");
-                session.blocked.store(true, Ordering::Release);
+                tracing::warn!(connection = %connection_name, %reason, "RabbitMQ blocked the connection (resource alarm): publishes wait until it is unblocked, up to the publish timeout, then fail as unconfirmed");
+                *lock(&session.blocked) = Some(reason);
             }
             lapin::Event::ConnectionUnblocked => {
                 tracing::info!(connection = %connection_name, "RabbitMQ unblocked the connection");
-                session.blocked.store(false, Ordering::Release);
+                *lock(&session.blocked) = None;
             }
             _ => continue,
         }

@@ -91,7 +91,7 @@ impl AmqpTransport {
     /// raised by a memory or disk alarm): publishes wait for it to be unblocked, up to
     /// [`AmqpOptions::publish_timeout`]. For health checks.
     pub fn is_blocked(&self) -> bool {
-        self.link.current().is_ok_and(|session| session.is_blocked())
+        self.link.current().is_ok_and(|session| session.blocked().is_some())
     }
 
     /// Declares what the publishing connection may declare, and remembers, per listener
