@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
-use eventing::transport::{Acker, BoxFuture, Delivery, QueueSpec, Subscription, TransportError};
+use eventing::transport::{Acker, BoxFuture, Delivery, QueueLifetime, QueueSpec, Subscription, TransportError};
 use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -101,8 +101,14 @@ impl ConsumerSlot {
     /// Dead-letters what lapin could not read, then consumes again on `session`.
     async fn resume(&self, session: &Arc<Session>, resume: Resume) -> Result<(), TransportError> {
         if resume == Resume::AfterUnreadableFrame && lock(&self.deliveries).is_some() {
-            // The poison was at most `prefetch` deliveries behind the head when lapin failed.
-            rescue::dead_letter_unreadable(&self.rescue, usize::from(self.prefetch.max(1)) + 1).await?;
+            if self.queue.lifetime == QueueLifetime::Exclusive {
+                // An exclusive queue went with the connection lapin dropped, and the message
+                // with it (as everything in such a queue does on any connection loss).
+                tracing::warn!(queue = %self.queue.name, "the per-process queue was deleted with its connection, the unreadable message with it");
+            } else {
+                // The poison was at most `prefetch` deliveries behind the head when lapin failed.
+                rescue::dead_letter_unreadable(&self.rescue, usize::from(self.prefetch.max(1)) + 1).await?;
+            }
         }
         self.start(session).await
     }

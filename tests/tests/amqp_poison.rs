@@ -31,6 +31,12 @@ pub struct ParcelShipped {
     pub n: u64,
 }
 
+#[event(name = "poison.door_opened")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DoorOpened {
+    pub n: u64,
+}
+
 /// What a listener handled, by event number.
 #[derive(Clone, Default)]
 pub struct Seen {
@@ -69,6 +75,7 @@ impl Seen {
 pub struct Ledger {
     orders: Seen,
     parcels: Seen,
+    doors: Seen,
 }
 
 pub struct PackOrder {
@@ -103,6 +110,24 @@ impl FromState for TrackParcel {
 impl Listener<ParcelShipped> for TrackParcel {
     async fn on(&self, event: ParcelShipped, _ctx: &Context) -> Result<(), HandlerError> {
         self.ledger.parcels.insert(event.n);
+        Ok(())
+    }
+}
+
+pub struct WatchDoor {
+    ledger: Ledger,
+}
+
+impl FromState for WatchDoor {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { ledger: state.get::<Ledger>()?.clone() })
+    }
+}
+
+#[event_listener(per_process)]
+impl Listener<DoorOpened> for WatchDoor {
+    async fn on(&self, event: DoorOpened, _ctx: &Context) -> Result<(), HandlerError> {
+        self.ledger.doors.insert(event.n);
         Ok(())
     }
 }
@@ -311,4 +336,50 @@ async fn peek_and_requeue_read_a_message_lapin_cannot_parse() {
     admin.delete_queue(&target).await.expect("delete");
     admin.delete_queue(&dead_letters).await.expect("delete");
     admin.close().await.expect("close admin");
+}
+
+/// A per-process (exclusive) queue goes with its connection when lapin drops it, the poison
+/// with it: its listener consumes again on a fresh queue, and the others never stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_on_a_per_process_queue_does_not_stop_its_listener() {
+    let Some(url) = reachable_amqp_url() else { return };
+    init_logs();
+    let (service, exchange) = scope("poison-per-process");
+    let ledger = Ledger::default();
+    let bus = eventing::builder()
+        .url(url.clone())
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .state(ledger.clone())
+        .start()
+        .await
+        .expect("start");
+    bus.publish(&DoorOpened { n: 1 }).await.expect("publish");
+    ledger.doors.wait_for(&[1].into(), Duration::from_secs(10)).await.expect("the first door");
+
+    let (properties, replacement, _) = Field::Type.poison();
+    let (raw_url, raw_exchange) = (url.clone(), exchange.clone());
+    tokio::task::spawn_blocking(move || {
+        support::raw_publish::publish(&raw_url, &raw_exchange, DoorOpened::NAME, properties, b"{}", replacement);
+    })
+    .await
+    .expect("raw publish");
+
+    // Until the listener's connection is back (its queue is declared again), events to it
+    // are unroutable: publish until one is handled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 2;
+    loop {
+        bus.publish(&DoorOpened { n }).await.expect("publish during the recovery");
+        bus.publish(&ParcelShipped { n }).await.expect("publish during the recovery");
+        if ledger.doors.wait_for(&[n].into(), Duration::from_millis(300)).await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the per-process listener never came back");
+        n += 1;
+    }
+    let parcels: BTreeSet<u64> = (2..=n).collect();
+    ledger.parcels.wait_for(&parcels, Duration::from_secs(10)).await.expect("the shared listener went on");
+    bus.shutdown().await.expect("shutdown");
+    support::broker::delete_scope(&url, &service, &exchange).await;
 }
