@@ -39,8 +39,8 @@ use crate::util::lock;
 struct QueuePlan {
     /// Its dead-letter queue (the dead-letter queue declared after it).
     dead_letter: Option<String>,
-    /// For an exclusive queue: the queue and its bindings, declared on the listener's own
-    /// connection.
+    /// What the listener's own connection declares (again on every reconnect): the queue,
+    /// its bindings and exchanges, and the non-exclusive queues that serve it.
     own: Option<Topology>,
 }
 
@@ -94,40 +94,43 @@ impl AmqpTransport {
         self.link.current().is_ok_and(|session| session.blocked().is_some())
     }
 
-    /// Declares what the publishing connection may declare, and remembers, per listener
-    /// queue, its dead-letter queue and (for an exclusive queue) what its own connection
-    /// declares.
+    /// Declares the topology on the publishing connection, except exclusive listener queues
+    /// and their bindings, and remembers, per listener queue, its dead-letter queue and what
+    /// its own connection declares again on every reconnect: the queue, its bindings, and
+    /// the (non-exclusive) queues that serve it. A queue deleted under its consumer comes
+    /// back with the consumer, and an exclusive queue belongs to the connection consuming it.
     async fn declare_topology(&self, topology: &Topology) -> Result<(), TransportError> {
         let mut shared = Topology { exchanges: topology.exchanges.clone(), ..Topology::default() };
+        let mut exclusive = Vec::new();
         {
             let mut plans = lock(&self.plans);
             let mut listener: Option<&str> = None;
             for queue in &topology.queues {
-                match queue.role {
-                    QueueRole::Listener => listener = Some(&queue.name),
-                    QueueRole::DeadLetter => {
-                        if let Some(listener) = listener.take() {
-                            plans.entry(listener.to_owned()).or_default().dead_letter = Some(queue.name.clone());
-                        }
-                    }
-                    QueueRole::Retry { .. } => {}
-                }
-                if queue.role == QueueRole::Listener && queue.lifetime == QueueLifetime::Exclusive {
+                if queue.role == QueueRole::Listener {
+                    listener = Some(&queue.name);
                     let bindings: Vec<_> =
                         topology.bindings.iter().filter(|binding| binding.queue == queue.name).cloned().collect();
-                    let own = Topology { exchanges: Vec::new(), queues: vec![queue.clone()], bindings };
+                    let own = Topology { exchanges: topology.exchanges.clone(), queues: vec![queue.clone()], bindings };
                     plans.entry(queue.name.clone()).or_default().own = Some(own);
-                } else {
-                    shared.queues.push(queue.clone());
+                    if queue.lifetime == QueueLifetime::Exclusive {
+                        exclusive.push(queue.name.clone());
+                        continue;
+                    }
+                } else if let Some(plan) = listener.and_then(|listener| plans.get_mut(listener)) {
+                    if queue.role == QueueRole::DeadLetter && plan.dead_letter.is_none() {
+                        plan.dead_letter = Some(queue.name.clone());
+                    }
+                    if queue.lifetime != QueueLifetime::Exclusive {
+                        if let Some(own) = plan.own.as_mut() {
+                            own.queues.push(queue.clone());
+                        }
+                    }
                 }
+                shared.queues.push(queue.clone());
             }
-            shared.bindings = topology
-                .bindings
-                .iter()
-                .filter(|binding| plans.get(&binding.queue).is_none_or(|plan| plan.own.is_none()))
-                .cloned()
-                .collect();
         }
+        shared.bindings =
+            topology.bindings.iter().filter(|binding| !exclusive.contains(&binding.queue)).cloned().collect();
         self.link.declare(&shared).await
     }
 
