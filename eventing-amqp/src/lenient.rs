@@ -7,7 +7,8 @@
 //! fails on invalid UTF-8, and lapin then drops the whole connection. RabbitMQ accepts such
 //! bytes from any client, so a message carrying them reaches us; this parser lets the rescue
 //! path (`rescue`) and the operator calls (`admin`) read it anyway. Only the content header
-//! is parsed here; method frames are parsed with amq-protocol.
+//! and `basic.get-ok` (whose exchange and routing key are short strings) are parsed here;
+//! other method frames are parsed with amq-protocol.
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString, ShortString};
@@ -81,6 +82,37 @@ pub(crate) fn content_header(payload: &[u8]) -> Result<ContentHeader, Malformed>
         properties = properties.with_cluster_id(reader.short_string("the `cluster_id` property")?);
     }
     Ok(ContentHeader { body_size, properties, problems: reader.problems })
+}
+
+/// The arguments of a `basic.get-ok`, with short strings made valid: the exchange and the
+/// routing key are short strings too (a topic binding `#` routes any bytes).
+#[derive(Debug)]
+pub(crate) struct GetOk {
+    /// The delivery tag.
+    pub(crate) delivery_tag: u64,
+    /// The exchange the message was published to.
+    pub(crate) exchange: String,
+    /// The routing key it was published with.
+    pub(crate) routing_key: String,
+    /// What was not UTF-8, as in [`ContentHeader::problems`].
+    pub(crate) problems: Vec<String>,
+}
+
+/// The class and method ids that start a `basic.get-ok` method frame.
+pub(crate) const GET_OK: [u8; 4] = [0, 60, 0, 71];
+
+/// Parses the payload of a `basic.get-ok` method frame (starting with [`GET_OK`]).
+pub(crate) fn get_ok(payload: &[u8]) -> Result<GetOk, Malformed> {
+    let mut reader = Reader { bytes: payload, problems: Vec::new() };
+    if reader.array::<4>()? != GET_OK {
+        return Err(Malformed("not a basic.get-ok".into()));
+    }
+    let delivery_tag = reader.u64()?;
+    let _redelivered = reader.u8()?;
+    let exchange = reader.short_string("the exchange")?.to_string();
+    let routing_key = reader.short_string("the routing key")?.to_string();
+    let _message_count = reader.u32()?;
+    Ok(GetOk { delivery_tag, exchange, routing_key, problems: reader.problems })
 }
 
 /// `bytes` as text: valid UTF-8 kept, every other byte written `\xNN`.

@@ -120,7 +120,7 @@ impl RawConnection {
         let mut client_properties = FieldTable::default();
         client_properties.insert("connection_name".into(), AMQPValue::LongString(connection_name.into()));
         client_properties.insert("product".into(), AMQPValue::LongString("eventing-amqp (rescue)".into()));
-        raw.method(
+        raw.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
                 client_properties,
@@ -136,7 +136,7 @@ impl RawConnection {
         };
         let wanted = uri.query.frame_max.unwrap_or(FRAME_MAX);
         raw.frame_max = if tune.frame_max == 0 { wanted } else { wanted.min(tune.frame_max) };
-        raw.method(
+        raw.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
                 channel_max: tune.channel_max,
@@ -145,14 +145,14 @@ impl RawConnection {
                 heartbeat: 0,
             })),
         )?;
-        raw.method(
+        raw.send_method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
                 virtual_host: uri.vhost.as_str().into(),
             })),
         )?;
         raw.expect(0, |method| matches!(method, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))))?;
-        raw.method(CHANNEL, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})))?;
+        raw.send_method(CHANNEL, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})))?;
         raw.expect(CHANNEL, |method| matches!(method, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))))?;
         Ok(raw)
     }
@@ -160,27 +160,36 @@ impl RawConnection {
     /// Fetches the message at the head of `queue` without acknowledging it; `None` when the
     /// queue is empty.
     pub(crate) fn get(&mut self, queue: &str) -> Result<Option<Fetched>, RawError> {
-        self.method(
+        self.send_method(
             CHANNEL,
             AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get { queue: queue.into(), no_ack: false })),
         )?;
-        let reply = self.expect(CHANNEL, |method| {
-            matches!(method, AMQPClass::Basic(basic::AMQPMethod::GetOk(_) | basic::AMQPMethod::GetEmpty(_)))
-        })?;
-        let AMQPClass::Basic(basic::AMQPMethod::GetOk(ok)) = reply else { return Ok(None) };
-        let (header, body) = self.content()?;
-        Ok(Some(Fetched {
-            delivery_tag: ok.delivery_tag,
-            exchange: ok.exchange.to_string(),
-            routing_key: ok.routing_key.to_string(),
-            header,
-            body,
-        }))
+        // get-ok is read leniently too: its exchange and routing key are short strings.
+        let frame = self.frame()?;
+        if frame.kind == FRAME_METHOD && frame.payload.starts_with(&lenient::GET_OK) {
+            let ok = lenient::get_ok(&frame.payload).map_err(|error| RawError::Protocol(error.to_string()))?;
+            let (mut header, body) = self.content()?;
+            header.problems.splice(0..0, ok.problems);
+            return Ok(Some(Fetched {
+                delivery_tag: ok.delivery_tag,
+                exchange: ok.exchange,
+                routing_key: ok.routing_key,
+                header,
+                body,
+            }));
+        }
+        match self.method(frame, CHANNEL)? {
+            AMQPClass::Basic(basic::AMQPMethod::GetEmpty(_)) => Ok(None),
+            other => Err(RawError::Protocol(format!("expected basic.get-ok or get-empty, got {other:?}"))),
+        }
     }
 
     /// Acknowledges a fetched message: the broker forgets it.
     pub(crate) fn ack(&mut self, delivery_tag: u64) -> Result<(), RawError> {
-        self.method(CHANNEL, AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag, multiple: false })))
+        self.send_method(
+            CHANNEL,
+            AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag, multiple: false })),
+        )
     }
 
     /// Publishes to `queue` through the default exchange (`mandatory`, so a missing queue is
@@ -192,11 +201,14 @@ impl RawConnection {
         body: &[u8],
     ) -> Result<(), RawError> {
         if !self.confirming {
-            self.method(CHANNEL, AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false })))?;
+            self.send_method(
+                CHANNEL,
+                AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false })),
+            )?;
             self.expect(CHANNEL, |method| matches!(method, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_))))?;
             self.confirming = true;
         }
-        self.method(
+        self.send_method(
             CHANNEL,
             AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
                 exchange: "".into(),
@@ -236,7 +248,7 @@ impl RawConnection {
     /// Closes the connection; unacknowledged messages go back to their queues.
     pub(crate) fn close(mut self) {
         let close = connection::Close { reply_code: 200, reply_text: "done".into(), class_id: 0, method_id: 0 };
-        if self.method(0, AMQPClass::Connection(connection::AMQPMethod::Close(close))).is_ok() {
+        if self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::Close(close))).is_ok() {
             // Wait (bounded) for close-ok, so the broker has requeued before we return.
             let _ =
                 self.expect(0, |method| matches!(method, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))));
@@ -263,7 +275,7 @@ impl RawConnection {
         Ok((header, body))
     }
 
-    fn method(&mut self, channel: u16, method: AMQPClass) -> Result<(), RawError> {
+    fn send_method(&mut self, channel: u16, method: AMQPClass) -> Result<(), RawError> {
         self.send(&AMQPFrame::Method(channel, method))
     }
 
@@ -300,6 +312,11 @@ impl RawConnection {
     /// answering it).
     fn next_method(&mut self, channel: u16) -> Result<AMQPClass, RawError> {
         let frame = self.frame()?;
+        self.method(frame, channel)
+    }
+
+    /// The method `frame` carries (on `channel`); a close is answered and an error.
+    fn method(&mut self, frame: Frame, channel: u16) -> Result<AMQPClass, RawError> {
         if frame.kind != FRAME_METHOD {
             return Err(RawError::Protocol(format!("expected a method frame, got frame type {}", frame.kind)));
         }
@@ -307,11 +324,13 @@ impl RawConnection {
             .map_err(|error| RawError::Protocol(format!("a method frame lapin's parser rejects: {error:?}")))?;
         match method {
             AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
-                let _ = self.method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+                let _ =
+                    self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
                 Err(RawError::Closed { what: "connection", code: close.reply_code, text: close.reply_text.to_string() })
             }
             AMQPClass::Channel(channel::AMQPMethod::Close(close)) => {
-                let _ = self.method(channel, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                let _ =
+                    self.send_method(channel, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
                 Err(RawError::Closed { what: "channel", code: close.reply_code, text: close.reply_text.to_string() })
             }
             method => Ok(method),

@@ -383,3 +383,83 @@ async fn a_poison_on_a_per_process_queue_does_not_stop_its_listener() {
     bus.shutdown().await.expect("shutdown");
     support::broker::delete_scope(&url, &service, &exchange).await;
 }
+
+/// A routing key is a short string too: with a `#` binding any bytes reach the queue, and
+/// lapin fails on the delivery itself. Through the transport API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routing_key_that_is_not_utf8_is_dead_lettered() {
+    use eventing::transport::{BindingSpec, QueueLifetime, QueueRole, QueueSpec, Route, Topology, Transport};
+    use futures_util::StreamExt;
+    let Some(url) = reachable_amqp_url() else { return };
+    init_logs();
+    let (service, exchange) = scope("poison-routing-key");
+    let queue = format!("{service}.audit");
+    let dead_letters = format!("{queue}.dead_letter");
+    let transport = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("connect");
+    let spec = |name: &str, role| QueueSpec { name: name.to_owned(), lifetime: QueueLifetime::Durable, role };
+    let topology = Topology {
+        exchanges: vec![exchange.clone()],
+        queues: vec![spec(&queue, QueueRole::Listener), spec(&dead_letters, QueueRole::DeadLetter)],
+        bindings: vec![BindingSpec { exchange: exchange.clone(), pattern: "#".into(), queue: queue.clone() }],
+    };
+    transport.declare(&topology).await.expect("declare");
+    let mut subscription = transport.consume(&topology.queues[0], 4).await.expect("consume");
+
+    let good = |n: u32| eventing::message::Message {
+        body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+        message_id: format!("good-{n}"),
+        correlation_id: None,
+        causation_id: None,
+        event_type: "door.opened".into(),
+        content_type: Some(eventing::message::JSON.into()),
+        timestamp: std::time::SystemTime::now(),
+        app_id: None,
+        persistent: true,
+        attempt: 1,
+        headers: Default::default(),
+    };
+    let route = Route::Exchange { exchange: &exchange, routing_key: "door.opened" };
+    transport.publish(route, good(1)).await.expect("publish");
+    let (raw_url, raw_exchange) = (url.clone(), exchange.clone());
+    tokio::task::spawn_blocking(move || {
+        let properties = BasicProperties::default().with_message_id("poison-routing-key".into());
+        support::raw_publish::publish(&raw_url, &raw_exchange, "door.~", properties, b"{}", b"\xff");
+    })
+    .await
+    .expect("raw publish");
+    transport.publish(route, good(2)).await.expect("publish");
+
+    let mut handled = BTreeSet::new();
+    while handled.len() < 2 {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), subscription.next())
+            .await
+            .expect("the good messages arrive")
+            .expect("the stream goes on")
+            .expect("a delivery");
+        let id = delivery.message.message_id.clone();
+        // A delivery of the connection the poison dropped cannot be acked: it comes again.
+        if delivery.acker.ack().await.is_ok() {
+            handled.insert(id);
+        }
+    }
+    assert_eq!(handled, ["good-1".to_owned(), "good-2".to_owned()].into());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = transport.peek(&dead_letters, 10).await.expect("peek");
+        if !dead.is_empty() || tokio::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:#?}");
+    let reason = dead[0].header_text(header::ERROR).unwrap_or_default();
+    assert!(reason.contains("the routing key is not valid UTF-8") && reason.contains("ff"), "{reason}");
+    assert_eq!(dead[0].header_text(header::ORIGINAL_ROUTING_KEY), Some("door.\\xff"));
+
+    subscription.cancel().await.expect("cancel");
+    drop(subscription);
+    transport.delete_queue(&queue).await.expect("delete");
+    transport.delete_queue(&dead_letters).await.expect("delete");
+    transport.delete_exchange(&exchange).await.expect("delete");
+    transport.close().await.expect("close");
+}

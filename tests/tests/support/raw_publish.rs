@@ -1,7 +1,7 @@
 //! A tiny raw AMQP publisher for tests: it can put bytes on the wire that lapin's typed API
 //! cannot produce (invalid UTF-8 in a short string), as any other client may. Frames are
-//! generated with amq-protocol; every `~` byte of the content header frame is then replaced,
-//! in order, by the given bytes.
+//! generated with amq-protocol; every `~` byte of the publish and content header frames is
+//! then replaced, in order, by the given bytes.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -32,8 +32,8 @@ fn read_method(stream: &mut TcpStream) -> AMQPClass {
 }
 
 /// Publishes one message to `exchange` with `routing_key` and waits for the broker's confirm.
-/// Each `~` in the encoded content header (put them into `properties`) is replaced by the
-/// next byte of `replacement`.
+/// Each `~` in the encoded `basic.publish` and content header (put them into the routing key
+/// or `properties`) is replaced by the next byte of `replacement`.
 pub fn publish(
     url: &str,
     exchange: &str,
@@ -73,15 +73,15 @@ pub fn publish(
         mandatory: false,
         immediate: false,
     };
-    send(&mut stream, AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(publish))));
+    let mut frames = encode(&AMQPFrame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(publish))));
     let header = AMQPContentHeader { class_id: 60, body_size: body.len() as u64, properties };
-    let mut header = encode(&AMQPFrame::Header(1, header));
+    frames.extend(encode(&AMQPFrame::Header(1, header)));
     let mut replacement = replacement.iter();
-    for byte in header.iter_mut().filter(|byte| **byte == b'~') {
+    for byte in frames.iter_mut().filter(|byte| **byte == b'~') {
         *byte = *replacement.next().expect("as many replacement bytes as `~`");
     }
     assert!(replacement.next().is_none(), "every replacement byte used");
-    stream.write_all(&header).expect("write the header");
+    stream.write_all(&frames).expect("write the publish and its header");
     send(&mut stream, AMQPFrame::Body(1, body.to_vec()));
     match read_method(&mut stream) {
         AMQPClass::Basic(basic::AMQPMethod::Ack(_)) => {}
