@@ -3,15 +3,18 @@
 //! message lapin cannot parse is shown and requeued instead of hanging the call.
 
 use eventing::message::{HeaderValue, Message, header};
-use eventing::transport::{Route, TransportError, redact_url};
-use lapin::Channel;
-use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions};
+use eventing::transport::{QueueLifetime, QueueRole, QueueSpec, Route, TransportError, redact_url};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+};
 use lapin::types::FieldTable;
+use lapin::{Channel, ExchangeKind};
 
 use crate::AmqpTransport;
+use crate::QueueType;
 use crate::convert;
 use crate::raw::{Fetched, RawClient, RawError};
-use crate::topology::declare_error;
+use crate::topology::{declare_error, queue_arguments};
 use crate::util::other;
 
 /// The header [`AmqpTransport::peek`] adds to a message lapin could not have read: which
@@ -75,49 +78,9 @@ impl AmqpTransport {
     }
 
     /// Moves up to `limit` dead letters of `dead_letter_queue` back to the queue each came
-    /// from (its `x-eventing-original-queue` header), as a first attempt again. Each one is
-    /// published with a confirm and only then removed from the dead-letter queue, so an
-    /// interrupted requeue loses nothing (at worst a message is requeued twice). Returns how
-    /// many moved.
+    /// from, as [`requeue_dead_letters_once`](Self::requeue_dead_letters_once) does.
     pub async fn requeue_dead_letters(&self, dead_letter_queue: &str, limit: usize) -> Result<usize, TransportError> {
-        self.message_count(dead_letter_queue).await?;
-        // Read leniently (see `peek`): an unreadable dead letter is requeued readable.
-        let client = self.raw_client().await?;
-        let moved = self.requeue_with(&client, dead_letter_queue, limit).await;
-        client.close().await;
-        moved
-    }
-
-    async fn requeue_with(
-        &self,
-        client: &RawClient,
-        dead_letter_queue: &str,
-        limit: usize,
-    ) -> Result<usize, TransportError> {
-        let mut moved = 0;
-        while moved < limit {
-            let name = dead_letter_queue.to_owned();
-            let fetched = client.run(move |connection| connection.get(&name)).await;
-            let Some(fetched) = fetched.map_err(|error| raw_error(dead_letter_queue, error))? else { break };
-            let tag = fetched.delivery_tag;
-            let mut message = readable(fetched);
-            message.headers.remove(crate::UNREADABLE);
-            let Some(original) = message.header_text(header::ORIGINAL_QUEUE).map(str::to_owned) else {
-                return Err(TransportError::Other {
-                    context: format!("requeueing message {} from `{dead_letter_queue}`", message.message_id),
-                    source: "it has no x-eventing-original-queue header: not an eventing dead letter".into(),
-                });
-            };
-            message.attempt = 1;
-            message.headers.remove(header::ATTEMPTS);
-            crate::publish::publish(&self.link, Route::Queue(&original), &message).await?;
-            client
-                .run(move |connection| connection.ack(tag))
-                .await
-                .map_err(|error| raw_error(dead_letter_queue, error))?;
-            moved += 1;
-        }
-        Ok(moved)
+        self.requeue_dead_letters_once(dead_letter_queue, limit, |_, _| {}).await
     }
 
     /// Deletes a queue and its messages; a queue that does not exist is not an error.
@@ -134,6 +97,152 @@ impl AmqpTransport {
         let deleted = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
         let _ = channel.close(200, "exchange deleted".into()).await;
         deleted.map_err(|error| other(&format!("deleting exchange `{exchange}`"), error))
+    }
+}
+
+/// Operator primitives that check before they act, for `eventing dlq` and
+/// `eventing topology delete`: who consumes a queue, a requeue bounded by a count taken
+/// first, and deleting an exchange only once nothing is bound to it.
+impl AmqpTransport {
+    /// How many consumers `queue` has (a passive declare); an error naming the queue when it
+    /// does not exist, [`TransportError::Locked`] when it is exclusive to another connection.
+    /// Eventing never consumes a dead-letter queue: one with consumers is a live queue.
+    pub async fn consumer_count(&self, queue: &str) -> Result<u32, TransportError> {
+        let channel = self.admin_channel().await?;
+        let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let declared = channel.queue_declare(queue.into(), options, FieldTable::default()).await;
+        let _ = channel.close(200, "count done".into()).await;
+        declared.map(|queue| queue.consumer_count()).map_err(|error| declare_error(&format!("queue `{queue}`"), error))
+    }
+
+    /// Whether the existing `queue` was declared as eventing declares dead-letter queues:
+    /// durable, with no TTL, expiry, dead-lettering or length limit, classic or quorum. An
+    /// AMQP client cannot read a queue's arguments, so this redeclares it with the
+    /// dead-letter arguments and lets the broker's equivalence check answer; RabbitMQ
+    /// refuses (and this returns `false`) for a transient queue, an expiring listener queue
+    /// or a retry queue. An error naming the queue when it does not exist (checked first, so
+    /// the redeclaration does not create it), [`TransportError::Locked`] when it is
+    /// exclusive to another connection.
+    pub async fn has_dead_letter_shape(&self, queue: &str) -> Result<bool, TransportError> {
+        self.message_count(queue).await?;
+        let spec = QueueSpec { name: queue.to_owned(), lifetime: QueueLifetime::Durable, role: QueueRole::DeadLetter };
+        for queue_type in [QueueType::Classic, QueueType::Quorum] {
+            // A refused declaration closes its channel: one channel per try.
+            let channel = self.admin_channel().await?;
+            let (options, arguments) = queue_arguments(&spec, queue_type);
+            let declared = channel.queue_declare(queue.into(), options, arguments).await;
+            match declared.map_err(|error| declare_error(&format!("queue `{queue}`"), error)) {
+                Ok(_) => {
+                    let _ = channel.close(200, "shape checked".into()).await;
+                    return Ok(true);
+                }
+                Err(TransportError::Conflict { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Moves dead letters of `dead_letter_queue` back to the queue each came from (its
+    /// `x-eventing-original-queue` header), as first attempts, calling `on_moved` with each
+    /// message and its destination once it moved. Returns how many moved.
+    ///
+    /// Each message moves at most once per call: the queue's message count is taken first
+    /// and at most that many (and at most `limit`) are moved, so messages that arrive
+    /// meanwhile, or come back, wait for the next call. A message is never moved onto
+    /// `dead_letter_queue` itself or onto any other dead-letter queue: the call stops with an
+    /// error at such a message, as at one without the header, and leaves it where it was.
+    /// Each move is published with a confirm before the dead letter is removed, so a call
+    /// that stops on an error loses nothing (at worst the message it stopped at is requeued
+    /// twice); `on_moved` has then seen every message that moved before the error.
+    pub async fn requeue_dead_letters_once(
+        &self,
+        dead_letter_queue: &str,
+        limit: usize,
+        mut on_moved: impl FnMut(&Message, &str) + Send,
+    ) -> Result<usize, TransportError> {
+        let count = self.message_count(dead_letter_queue).await?;
+        let budget = usize::try_from(count).unwrap_or(usize::MAX).min(limit);
+        // Read leniently (see `peek`): an unreadable dead letter is requeued readable.
+        let client = self.raw_client().await?;
+        let dead_letter_suffix = format!(".{}", eventing::naming::DEAD_LETTER_SUFFIX);
+        let mut moved = 0;
+        let outcome = async {
+            while moved < budget {
+                let name = dead_letter_queue.to_owned();
+                let fetched = client.run(move |connection| connection.get(&name)).await;
+                let Some(fetched) = fetched.map_err(|error| raw_error(dead_letter_queue, error))? else { break };
+                let tag = fetched.delivery_tag;
+                let mut message = readable(fetched);
+                message.headers.remove(UNREADABLE);
+                let refuse = |why: String| TransportError::Other {
+                    context: format!("requeueing message {} from `{dead_letter_queue}`", message.message_id),
+                    source: why.into(),
+                };
+                let original = match message.header_text(header::ORIGINAL_QUEUE) {
+                    None => {
+                        return Err(refuse(
+                            "it has no x-eventing-original-queue header: not an eventing dead letter".into(),
+                        ));
+                    }
+                    Some(original) if original == dead_letter_queue => {
+                        return Err(refuse(format!(
+                            "its x-eventing-original-queue names the queue it is read from (`{original}`): it was left there"
+                        )));
+                    }
+                    Some(original) if original.ends_with(&dead_letter_suffix) => {
+                        return Err(refuse(format!(
+                            "its x-eventing-original-queue `{original}` is a dead-letter queue: it was left where it was"
+                        )));
+                    }
+                    Some(original) => original.to_owned(),
+                };
+                message.attempt = 1;
+                message.headers.remove(header::ATTEMPTS);
+                crate::publish::publish(&self.link, Route::Queue(&original), &message).await?;
+                client
+                    .run(move |connection| connection.ack(tag))
+                    .await
+                    .map_err(|error| raw_error(dead_letter_queue, error))?;
+                moved += 1;
+                on_moved(&message, &original);
+            }
+            Ok::<(), TransportError>(())
+        }
+        .await;
+        // Closing the connection returns a message the loop stopped at to the dead-letter queue.
+        client.close().await;
+        outcome?;
+        Ok(moved)
+    }
+
+    /// Whether `exchange` exists (a passive declare).
+    pub async fn exchange_exists(&self, exchange: &str) -> Result<bool, TransportError> {
+        let channel = self.admin_channel().await?;
+        let options = ExchangeDeclareOptions { passive: true, ..ExchangeDeclareOptions::default() };
+        let declared =
+            channel.exchange_declare(exchange.into(), ExchangeKind::Topic, options, FieldTable::default()).await;
+        let _ = channel.close(200, "exchange checked".into()).await;
+        match declared.map_err(|error| declare_error(&format!("exchange `{exchange}`"), error)) {
+            Ok(()) => Ok(true),
+            Err(TransportError::NotFound { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Deletes `exchange` unless a queue or exchange is still bound to it (AMQP `if-unused`):
+    /// `Ok(true)` when it was deleted (or did not exist), `Ok(false)` when bindings kept it.
+    /// For an exchange that several services share.
+    pub async fn delete_exchange_if_unused(&self, exchange: &str) -> Result<bool, TransportError> {
+        let channel = self.admin_channel().await?;
+        let options = ExchangeDeleteOptions { if_unused: true, ..ExchangeDeleteOptions::default() };
+        let deleted = channel.exchange_delete(exchange.into(), options).await;
+        let _ = channel.close(200, "exchange deleted".into()).await;
+        match deleted.map_err(|error| declare_error(&format!("exchange `{exchange}`"), error)) {
+            Ok(()) => Ok(true),
+            Err(TransportError::Conflict { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 }
 

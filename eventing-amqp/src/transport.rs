@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 use eventing::message::Message;
 use eventing::naming::DEAD_LETTER_SUFFIX;
 use eventing::transport::{
-    BoxFuture, ConnectOptions, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport,
+    BoxFuture, ConnectOptions, Origin, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport,
     TransportError,
 };
 
@@ -188,8 +188,20 @@ impl Transport for AmqpTransport {
         Box::pin(self.declare_topology(topology))
     }
 
-    fn publish<'a>(&'a self, route: Route<'a>, message: Message) -> BoxFuture<'a, Result<(), TransportError>> {
+    /// The broker applies its own flow control (TCP back-pressure, `connection.blocked`)
+    /// to every publisher alike, so `origin` changes nothing here.
+    fn publish<'a>(
+        &'a self,
+        route: Route<'a>,
+        message: Message,
+        _origin: Origin,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move { publish::publish(&self.link, route, &message).await })
+    }
+
+    /// The publishing connection and every listener's connection are up.
+    fn is_connected(&self) -> bool {
+        self.link.current().is_ok() && lock(&self.consumer_links).iter().all(|link| link.current().is_ok())
     }
 
     fn consume<'a>(

@@ -1,5 +1,6 @@
 //! The `eventing` operator command, as a library so a service can ship it with its own
-//! listeners linked in (then `topology` shows that service's queues):
+//! listeners linked in (then `topology` shows, and `topology delete` deletes, that
+//! service's queues):
 //!
 //! ```no_run
 //! // src/bin/eventing.rs of a service
@@ -10,32 +11,44 @@
 //! ```
 //!
 //! Commands:
-//! - `eventing topology` — the exchange, queues and bindings the registry and configuration
-//!   declare (`EVENTING_SERVICE`, `EVENTING_EXCHANGE`, `EVENTING_PROCESS_ID` apply);
-//! - `eventing dlq list <queue> [--limit N]` — dead letters with reason, attempts, times;
+//! - `eventing topology [--service S] [--exchange E]` — the exchange, queues and bindings
+//!   the registry and configuration declare (`EVENTING_SERVICE`, `EVENTING_EXCHANGE`,
+//!   `EVENTING_PROCESS_ID` apply; the flags win);
+//! - `eventing topology delete [--yes] [--force]` — deletes those queues (listener, retry
+//!   and dead-letter queues) and the exchange once nothing else is bound to it; refuses
+//!   queues that hold messages or have consumers unless `--force`;
+//! - `eventing dlq list <queue> [--limit N] [--full] [--json]` — dead letters with reason,
+//!   attempts, times, custom headers and body (1 KiB of it unless `--full`);
 //! - `eventing dlq requeue <queue> [--limit N]` — back to the listener that failed, as a
 //!   first attempt; each is confirmed by the broker before it leaves the dead-letter queue;
-//! - `eventing dlq purge <queue>` — delete every dead letter of the queue.
+//! - `eventing dlq purge <queue> [--yes]` — delete every dead letter of the queue.
 //!
-//! The broker comes from `--url` or `EVENTING_URL`.
+//! The `dlq` commands refuse a queue that is not an eventing dead-letter queue; commands
+//! that delete ask for confirmation on a terminal and refuse without one unless `--yes`.
+//! The broker comes from `--url` or `EVENTING_URL` (whose value `--help` never shows).
 #![warn(missing_docs, unreachable_pub)]
 
+use std::borrow::Cow;
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use eventing::message::{HeaderValue, Message, header};
-use eventing::transport::{QueueLifetime, QueueRole, Topology, redact_url};
+use eventing::naming::DEAD_LETTER_SUFFIX;
+use eventing::transport::{QueueLifetime, QueueRole, Topology, TransportError, redact_url};
 use eventing_amqp::{AmqpOptions, AmqpTransport};
+
+/// How much of a body `dlq list` prints without `--full`.
+const BODY_PREVIEW_BYTES: usize = 1024;
 
 /// Operate eventing's queues on RabbitMQ.
 #[derive(Debug, Parser)]
 #[command(name = "eventing", version, about)]
 struct Cli {
     /// The broker, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
-    #[arg(long, env = "EVENTING_URL", global = true)]
+    #[arg(long, env = "EVENTING_URL", hide_env_values = true, global = true)]
     url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -44,117 +57,477 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// What the registry and configuration declare: exchange, queues, bindings.
-    Topology,
-    /// Dead-letter queues.
+    Topology(TopologyArgs),
+    /// Dead-letter queues (names ending in `.dead_letter`; others are refused).
     Dlq {
         #[command(subcommand)]
         action: Dlq,
     },
 }
 
+#[derive(Debug, Args)]
+struct TopologyArgs {
+    #[command(subcommand)]
+    action: Option<TopologyAction>,
+    /// The service whose queues these are (default: EVENTING_SERVICE, else each listener's crate).
+    #[arg(long, global = true)]
+    service: Option<String>,
+    /// The exchange (default: EVENTING_EXCHANGE, else `eventing`).
+    #[arg(long, global = true)]
+    exchange: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopologyAction {
+    /// Delete the listener, retry and dead-letter queues of the linked listeners, and the
+    /// exchange when nothing else is bound to it. Asks first unless --yes.
+    Delete {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Delete also queues that hold messages (dead letters included) or have consumers.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Dlq {
-    /// Show dead letters (left in the queue).
+    /// Show dead letters (they stay in the queue).
     List {
         /// The dead-letter queue, e.g. shop.user_created.send_mail.dead_letter.
         queue: String,
         /// Show at most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print whole bodies (default: the first 1 KiB and the full size).
+        #[arg(long)]
+        full: bool,
+        /// One JSON object per dead letter and line (JSON Lines), for scripts.
+        #[arg(long)]
+        json: bool,
     },
-    /// Send dead letters back to the listener that failed, attempts reset.
+    /// Send dead letters back to the listener that failed, attempts reset; each at most once.
     Requeue {
         /// The dead-letter queue.
         queue: String,
-        /// Requeue at most this many (default: all).
+        /// Requeue at most this many (default: all the queue holds when the command starts).
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// Delete every dead letter of the queue.
+    /// Delete every dead letter of the queue. Asks first unless --yes.
     Purge {
         /// The dead-letter queue.
         queue: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
-/// Runs the command line `args` (the program name first); prints to stdout, errors to stderr.
+/// Why a command failed or refused.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("no broker: pass --url amqp://... or set EVENTING_URL")]
+    NoBroker,
+    #[error("`{url}`: the operator commands work on RabbitMQ; give an amqp:// URL")]
+    NotAmqp { url: String },
+    #[error(transparent)]
+    Broker(#[from] TransportError),
+    #[error("the registry: {0}")]
+    Registry(#[from] eventing::Error),
+    #[error("refusing to {action} `{queue}`: {reason}")]
+    Refused { action: &'static str, queue: String, reason: String },
+    #[error("refusing to delete the topology: {}; pass --force to delete anyway (their messages are lost)", .problems.join("; "))]
+    TopologyInUse { problems: Vec<String> },
+    #[error(
+        "no listeners are linked into this binary, so it knows no queues to delete; run the `eventing` command your service builds with `eventing_cli::main`"
+    )]
+    NoListeners,
+    #[error("{what}: {reason}; nothing was changed")]
+    NotConfirmed { what: String, reason: &'static str },
+    #[error("requeue from `{queue}` stopped after requeueing {moved} dead letter(s): {source}")]
+    RequeueStopped {
+        queue: String,
+        moved: usize,
+        #[source]
+        source: TransportError,
+    },
+    #[error("writing the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Where a command reads confirmations and writes its results and errors: the process's
+/// terminal in [`main`], buffers in tests.
+pub struct Console<'a> {
+    /// Answers to confirmation questions, one per line.
+    pub input: &'a mut (dyn BufRead + Send),
+    /// Whether a person types into `input`. Commands that delete refuse to ask otherwise:
+    /// scripts pass `--yes`.
+    pub interactive: bool,
+    /// Results.
+    pub out: &'a mut (dyn Write + Send),
+    /// Errors and questions.
+    pub err: &'a mut (dyn Write + Send),
+}
+
+/// Runs the command line `args` (the program name first) on the process's stdin, stdout
+/// and stderr. A closed stdout (`eventing dlq list … | head`) ends it quietly with success.
 pub async fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut input = std::io::BufReader::new(stdin);
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    run_in(args, Console { input: &mut input, interactive, out: &mut out, err: &mut err }).await
+}
+
+/// Runs the command line `args` (the program name first) with `console`: what [`main`]
+/// does, with other input and output. Exit codes: 0 done (or the output was closed),
+/// 1 failed or refused, 2 a usage error.
+pub async fn run_in(args: impl IntoIterator<Item = OsString>, mut console: Console<'_>) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
-            let _ = error.print();
+            let target = if error.use_stderr() { &mut *console.err } else { &mut *console.out };
+            let _ = write!(target, "{error}");
             return if error.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
-    let mut out = std::io::stdout().lock();
-    match run(cli, &mut out).await {
+    match run(cli, &mut console).await.and_then(|()| console.out.flush().map_err(CliError::Output)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(std::io::stderr(), "eventing: {error}");
+            let _ = writeln!(console.err, "eventing: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli, out: &mut impl Write) -> Result<(), String> {
+async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
     match cli.command {
-        Command::Topology => {
-            let topology = eventing::builder().topology().map_err(|error| error.to_string())?;
-            print_topology(&topology, out).map_err(|error| error.to_string())
+        Command::Topology(TopologyArgs { action, service, exchange }) => {
+            let mut builder = eventing::builder();
+            if let Some(service) = service {
+                builder = builder.service(service);
+            }
+            if let Some(exchange) = exchange {
+                builder = builder.exchange(exchange);
+            }
+            let topology = builder.topology()?;
+            match action {
+                None => Ok(print_topology(&topology, console.out)?),
+                Some(TopologyAction::Delete { yes, force }) => {
+                    if topology.queues.is_empty() {
+                        return Err(CliError::NoListeners);
+                    }
+                    let broker = connect(cli.url).await?;
+                    let result = delete_topology(&broker, &topology, yes, force, console).await;
+                    let _ = eventing::transport::Transport::close(&broker).await;
+                    result
+                }
+            }
         }
         Command::Dlq { action } => {
-            let url = cli.url.ok_or("no broker: pass --url amqp://... or set EVENTING_URL")?;
-            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-                return Err(format!("`{}`: dead-letter queues are on RabbitMQ; give an amqp:// URL", redact_url(&url)));
-            }
-            let options = AmqpOptions { connection_name: "eventing-cli".into(), ..AmqpOptions::default() };
-            let broker = AmqpTransport::connect(&url, options).await.map_err(|error| error.to_string())?;
-            let result = dlq(&broker, action, out).await;
+            let (queue, verb) = action.target();
+            check_dead_letter_name(queue, verb)?;
+            let broker = connect(cli.url).await?;
+            let result = dlq(&broker, action, console).await;
             let _ = eventing::transport::Transport::close(&broker).await;
             result
         }
     }
 }
 
-async fn dlq(broker: &AmqpTransport, action: Dlq, out: &mut impl Write) -> Result<(), String> {
-    let io = |error: std::io::Error| error.to_string();
+/// A connection for the operator commands, to RabbitMQ only.
+async fn connect(url: Option<String>) -> Result<AmqpTransport, CliError> {
+    let url = url.ok_or(CliError::NoBroker)?;
+    if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        return Err(CliError::NotAmqp { url: redact_url(&url) });
+    }
+    let options = AmqpOptions { connection_name: "eventing-cli".into(), ..AmqpOptions::default() };
+    Ok(AmqpTransport::connect(&url, options).await?)
+}
+
+async fn dlq(broker: &AmqpTransport, action: Dlq, console: &mut Console<'_>) -> Result<(), CliError> {
     match action {
-        Dlq::List { queue, limit } => {
-            let total = broker.message_count(&queue).await.map_err(|error| error.to_string())?;
-            let messages = broker.peek(&queue, limit).await.map_err(|error| error.to_string())?;
-            writeln!(out, "{total} dead letter(s) in `{queue}`").map_err(io)?;
-            for message in &messages {
-                describe(message, out).map_err(io)?;
+        Dlq::List { queue, limit, full, json } => {
+            let total = check_dead_letter_queue(broker, &queue, "list").await?;
+            let total = usize::try_from(total).unwrap_or(usize::MAX);
+            let messages = broker.peek(&queue, limit.min(total)).await?;
+            if json {
+                for message in &messages {
+                    writeln!(console.out, "{}", to_json(message, &queue, full))?;
+                }
+            } else {
+                write!(console.out, "{total} dead letter(s) in `{queue}`")?;
+                if messages.len() < total {
+                    write!(console.out, ", the first {} shown (--limit)", messages.len())?;
+                }
+                writeln!(console.out)?;
+                for message in &messages {
+                    describe(message, full, console.out)?;
+                }
             }
             Ok(())
         }
         Dlq::Requeue { queue, limit } => {
-            let moved = broker
-                .requeue_dead_letters(&queue, limit.unwrap_or(usize::MAX))
-                .await
-                .map_err(|error| error.to_string())?;
-            writeln!(out, "requeued {moved} dead letter(s) from `{queue}`").map_err(io)
+            check_dead_letter_queue(broker, &queue, "requeue from").await?;
+            let mut moved = 0;
+            match broker.requeue_dead_letters_once(&queue, limit.unwrap_or(usize::MAX), |_, _| moved += 1).await {
+                Ok(moved) => Ok(writeln!(console.out, "requeued {moved} dead letter(s) from `{queue}`")?),
+                Err(source) => Err(CliError::RequeueStopped { queue, moved, source }),
+            }
         }
-        Dlq::Purge { queue } => {
-            let purged = broker.purge(&queue).await.map_err(|error| error.to_string())?;
-            writeln!(out, "purged {purged} dead letter(s) from `{queue}`").map_err(io)
+        Dlq::Purge { queue, yes } => {
+            let count = check_dead_letter_queue(broker, &queue, "purge").await?;
+            if !yes {
+                confirm(console, &format!("purge {count} dead letter(s) from `{queue}` (they cannot be recovered)"))?;
+            }
+            let purged = broker.purge(&queue).await?;
+            Ok(writeln!(console.out, "purged {purged} dead letter(s) from `{queue}`")?)
         }
     }
 }
 
-fn describe(message: &Message, out: &mut impl Write) -> std::io::Result<()> {
-    let text = |name: &str| message.header_text(name).unwrap_or("-").to_owned();
+impl Dlq {
+    /// The queue a command works on, and what it does to it (for refusals).
+    fn target(&self) -> (&str, &'static str) {
+        match self {
+            Self::List { queue, .. } => (queue, "list"),
+            Self::Requeue { queue, .. } => (queue, "requeue from"),
+            Self::Purge { queue, .. } => (queue, "purge"),
+        }
+    }
+}
+
+/// The first half of checking that `queue` is an eventing dead-letter queue, before any
+/// connection: its name ends in `.dead_letter` (`eventing::naming::dead_letter_queue`),
+/// and the listeners linked into this binary do not declare it in another role.
+fn check_dead_letter_name(queue: &str, action: &'static str) -> Result<(), CliError> {
+    let refuse = |reason: String| CliError::Refused { action, queue: queue.to_owned(), reason };
+    let suffix = format!(".{DEAD_LETTER_SUFFIX}");
+    if !queue.ends_with(&suffix) || queue.len() == suffix.len() {
+        return Err(refuse(format!(
+            "it is not a dead-letter queue: their names end in `{suffix}` (`<service>.<event>.<listener>{suffix}`)"
+        )));
+    }
+    let topology = eventing::builder().topology()?;
+    if let Some(spec) = topology.queues.iter().find(|spec| spec.name == queue)
+        && spec.role != QueueRole::DeadLetter
+    {
+        return Err(refuse(format!(
+            "it is not a dead-letter queue: the listeners linked into this binary declare it as a {} queue",
+            role_name(&spec.role)
+        )));
+    }
+    Ok(())
+}
+
+/// The second half, on the broker: `queue` exists (a passive declare), is not exclusive to
+/// a connection, has the dead-letter shape (durable, no TTL, expiry or dead-lettering of
+/// its own), and nothing consumes it (eventing never consumes dead letters, so a consumer
+/// means a live queue). Returns how many messages it holds.
+async fn check_dead_letter_queue(broker: &AmqpTransport, queue: &str, action: &'static str) -> Result<u32, CliError> {
+    let refuse = |reason: String| CliError::Refused { action, queue: queue.to_owned(), reason };
+    if !broker.has_dead_letter_shape(queue).await? {
+        return Err(refuse(
+            "it is not a dead-letter queue: it was declared with other arguments than eventing gives dead-letter \
+             queues (durable, no TTL, expiry or dead-lettering)"
+                .into(),
+        ));
+    }
+    let messages = broker.message_count(queue).await?;
+    let consumers = broker.consumer_count(queue).await?;
+    if consumers > 0 {
+        return Err(refuse(format!(
+            "it is not a dead-letter queue: {consumers} consumer(s) read it, and eventing never consumes dead letters"
+        )));
+    }
+    Ok(messages)
+}
+
+/// Deletes what `topology` declares on the broker, after checking and asking.
+async fn delete_topology(
+    broker: &AmqpTransport,
+    topology: &Topology,
+    yes: bool,
+    force: bool,
+    console: &mut Console<'_>,
+) -> Result<(), CliError> {
+    let mut present = Vec::new();
+    let mut problems = Vec::new();
+    // Per-process queues are exclusive: they go with their process's connection.
+    for spec in topology.queues.iter().filter(|spec| spec.lifetime != QueueLifetime::Exclusive) {
+        let messages = match broker.message_count(&spec.name).await {
+            Ok(messages) => messages,
+            Err(TransportError::NotFound { .. }) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        let consumers = broker.consumer_count(&spec.name).await?;
+        if messages > 0 {
+            problems.push(match spec.role {
+                QueueRole::DeadLetter => {
+                    format!("`{}` holds {messages} dead letter(s) (requeue or purge them first)", spec.name)
+                }
+                _ => format!("`{}` holds {messages} message(s) not yet handled", spec.name),
+            });
+        }
+        if consumers > 0 {
+            problems.push(format!("`{}` has {consumers} consumer(s): its service is running", spec.name));
+        }
+        present.push(spec);
+    }
+    if !problems.is_empty() && !force {
+        return Err(CliError::TopologyInUse { problems });
+    }
+    for spec in &present {
+        writeln!(console.out, "to delete: queue {} ({})", spec.name, role_name(&spec.role))?;
+    }
+    for exchange in &topology.exchanges {
+        writeln!(console.out, "to delete: exchange {exchange} (unless other queues are bound to it)")?;
+    }
+    if !yes {
+        confirm(console, "delete these queues and their messages")?;
+    }
+    for spec in &present {
+        broker.delete_queue(&spec.name).await?;
+        writeln!(console.out, "deleted queue {}", spec.name)?;
+    }
+    for exchange in &topology.exchanges {
+        if !broker.exchange_exists(exchange).await? {
+            writeln!(console.out, "exchange {exchange} does not exist")?;
+        } else if broker.delete_exchange_if_unused(exchange).await? {
+            writeln!(console.out, "deleted exchange {exchange}")?;
+        } else {
+            writeln!(console.out, "kept exchange {exchange}: other queues are still bound to it")?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks `question` on the console; only a terminal's "y" or "yes" confirms.
+fn confirm(console: &mut Console<'_>, question: &str) -> Result<(), CliError> {
+    let refused = |reason| CliError::NotConfirmed { what: question.to_owned(), reason };
+    if !console.interactive {
+        return Err(refused("not confirmed: stdin is not a terminal (pass --yes to confirm)"));
+    }
+    write!(console.err, "{question}? [y/N] ")?;
+    console.err.flush()?;
+    let mut answer = String::new();
+    if console.input.read_line(&mut answer)? == 0 {
+        return Err(refused("not confirmed: stdin closed before an answer (pass --yes to confirm)"));
+    }
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(refused("not confirmed")),
+    }
+}
+
+fn role_name(role: &QueueRole) -> &'static str {
+    match role {
+        QueueRole::Listener => "listener",
+        QueueRole::DeadLetter => "dead-letter",
+        QueueRole::Retry { .. } => "retry",
+    }
+}
+
+/// The body as text: whole with `full`, else at most [`BODY_PREVIEW_BYTES`] cut at a
+/// character boundary; and whether it was cut.
+fn body_text(body: &[u8], full: bool) -> (Cow<'_, str>, bool) {
+    if full || body.len() <= BODY_PREVIEW_BYTES {
+        return (String::from_utf8_lossy(body), false);
+    }
+    let mut end = BODY_PREVIEW_BYTES;
+    // Back to the start of a UTF-8 character (continuation bytes are 0b10xx_xxxx).
+    while end > 0 && body.get(end).is_some_and(|byte| byte & 0xC0 == 0x80) {
+        end -= 1;
+    }
+    (String::from_utf8_lossy(body.get(..end).unwrap_or_default()), true)
+}
+
+/// Text from a message, safe for a terminal: control characters (escape sequences,
+/// carriage returns) are shown escaped instead of acting on the terminal.
+fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
+    )
+}
+
+/// Headers other than eventing's own `x-eventing-*`.
+fn custom_headers(message: &Message) -> impl Iterator<Item = (&String, &HeaderValue)> {
+    message.headers.iter().filter(|(name, _)| !name.starts_with("x-eventing-"))
+}
+
+fn header_text(value: &HeaderValue) -> String {
+    match value {
+        HeaderValue::Text(text) => text.clone(),
+        HeaderValue::Int(n) => n.to_string(),
+        HeaderValue::Bool(b) => b.to_string(),
+    }
+}
+
+fn describe(message: &Message, full: bool, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
+    let text = |name: &str| printable(message.header_text(name).unwrap_or("-")).into_owned();
     let time = |name: &str| match message.headers.get(name) {
         Some(HeaderValue::Int(millis)) => format_time(*millis),
         _ => "-".to_owned(),
     };
     let attempts = message.headers.get(header::ATTEMPTS).and_then(HeaderValue::as_int).unwrap_or(1);
-    writeln!(out, "- {} `{}`", message.message_id, message.event_type)?;
+    writeln!(out, "- {} `{}`", printable(&message.message_id), printable(&message.event_type))?;
     writeln!(out, "    reason:   {}", text(header::ERROR))?;
     writeln!(out, "    listener: {}  attempts: {attempts}", text(header::LISTENER))?;
     writeln!(out, "    failed:   first {}  last {}", time(header::FIRST_FAILURE_AT), time(header::LAST_FAILURE_AT))?;
     writeln!(out, "    from:     queue {}", text(header::ORIGINAL_QUEUE))?;
-    writeln!(out, "    body:     {}", String::from_utf8_lossy(&message.body))
+    for (name, value) in custom_headers(message) {
+        writeln!(out, "    header:   {}: {}", printable(name), printable(&header_text(value)))?;
+    }
+    let (body, cut) = body_text(&message.body, full);
+    write!(out, "    body:     {}", printable(&body))?;
+    if cut {
+        write!(out, " … ({} bytes in all; --full prints it)", message.body.len())?;
+    }
+    writeln!(out)
+}
+
+/// One dead letter as a JSON object (a line of `dlq list --json`).
+fn to_json(message: &Message, queue: &str, full: bool) -> serde_json::Value {
+    let text = |name: &str| message.header_text(name);
+    let time = |name: &str| match message.headers.get(name) {
+        Some(HeaderValue::Int(millis)) => Some(format_time(*millis)),
+        _ => None,
+    };
+    let headers: serde_json::Map<String, serde_json::Value> = custom_headers(message)
+        .map(|(name, value)| {
+            let value = match value {
+                HeaderValue::Text(text) => serde_json::Value::from(text.as_str()),
+                HeaderValue::Int(n) => serde_json::Value::from(*n),
+                HeaderValue::Bool(b) => serde_json::Value::from(*b),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    let (body, cut) = body_text(&message.body, full);
+    serde_json::json!({
+        "queue": queue,
+        "message_id": message.message_id,
+        "event": message.event_type,
+        "correlation_id": message.chain_id(),
+        "reason": text(header::ERROR),
+        "listener": text(header::LISTENER),
+        "attempts": message.headers.get(header::ATTEMPTS).and_then(HeaderValue::as_int),
+        "first_failure_at": time(header::FIRST_FAILURE_AT),
+        "last_failure_at": time(header::LAST_FAILURE_AT),
+        "original_queue": text(header::ORIGINAL_QUEUE),
+        "original_exchange": text(header::ORIGINAL_EXCHANGE),
+        "original_routing_key": text(header::ORIGINAL_ROUTING_KEY),
+        "headers": headers,
+        "body": body,
+        "body_bytes": message.body.len(),
+        "body_truncated": cut,
+    })
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -187,7 +560,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-fn print_topology(topology: &Topology, out: &mut impl Write) -> std::io::Result<()> {
+fn print_topology(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
     for exchange in &topology.exchanges {
         writeln!(out, "exchange {exchange} (durable topic)")?;
     }
@@ -212,7 +585,49 @@ fn print_topology(topology: &Topology, out: &mut impl Write) -> std::io::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::format_time;
+    use super::{BODY_PREVIEW_BYTES, CliError, Console, body_text, confirm, format_time, printable};
+
+    /// `confirm` with `answer` typed, on a terminal or not.
+    fn answer(answer: &str, interactive: bool) -> (Result<(), CliError>, String) {
+        let mut input = answer.as_bytes();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut console = Console { input: &mut input, interactive, out: &mut out, err: &mut err };
+        let result = confirm(&mut console, "purge 3 dead letter(s)");
+        (result, String::from_utf8_lossy(&err).into_owned())
+    }
+
+    #[test]
+    fn only_a_terminal_saying_yes_confirms() {
+        let (yes, asked) = answer("y\n", true);
+        assert!(yes.is_ok());
+        assert_eq!(asked, "purge 3 dead letter(s)? [y/N] ");
+        assert!(answer(" YES \n", true).0.is_ok());
+        for (typed, why) in [("n\n", "not confirmed;"), ("\n", "not confirmed;"), ("", "stdin closed")] {
+            let error = answer(typed, true).0.expect_err(typed).to_string();
+            assert!(error.contains(why) && error.contains("nothing was changed"), "{typed:?}: {error}");
+        }
+        let (piped, asked) = answer("y\n", false);
+        let error = piped.expect_err("a pipe cannot confirm").to_string();
+        assert!(error.contains("stdin is not a terminal (pass --yes to confirm)"), "{error}");
+        assert!(asked.is_empty(), "nothing asked without a terminal");
+    }
+
+    #[test]
+    fn bodies_are_cut_at_a_character_boundary() {
+        let body = format!("{}é", "a".repeat(BODY_PREVIEW_BYTES - 1)).into_bytes();
+        let (text, cut) = body_text(&body, false);
+        assert!(cut);
+        assert_eq!(text.len(), BODY_PREVIEW_BYTES - 1, "the split `é` is left out, not mangled");
+        assert!(!text.contains('\u{fffd}'));
+        assert_eq!(body_text(&body, true), (String::from_utf8_lossy(&body), false));
+        assert_eq!(body_text(b"{}", false), ("{}".into(), false));
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain"), "plain");
+        assert_eq!(printable("\u{1b}[2Jgone\r\n"), "\\u{1b}[2Jgone\\r\\n");
+    }
 
     #[test]
     fn times_print_as_utc() {

@@ -1,12 +1,14 @@
 //! `eventing dlq list | requeue | purge` against RabbitMQ dead letters made by a real bus.
 
-use std::process::Output;
+mod support;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use eventing::{Context, Event, HandlerError, Listener, event, event_listener};
 use eventing_amqp::{AmqpOptions, AmqpTransport};
 use serde::{Deserialize, Serialize};
+use support::{broker_url, eventing, stderr, stdout};
 
 /// Whether the listener refuses its events (permanently, so they are dead-lettered at once).
 static REFUSE: AtomicBool = AtomicBool::new(true);
@@ -29,30 +31,6 @@ impl Listener<RefundRequested> for Refund {
         assert_eq!(ctx.attempt(), 1, "a requeued dead letter starts over");
         Ok(())
     }
-}
-
-fn broker_url() -> Option<String> {
-    let url =
-        std::env::var("EVENTING_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    if std::net::TcpStream::connect_timeout(&"127.0.0.1:5672".parse().ok()?, Duration::from_secs(2)).is_ok() {
-        return Some(url);
-    }
-    assert!(std::env::var_os("CI").is_none(), "RabbitMQ is not reachable, and CI must run the RabbitMQ tests");
-    eprintln!("\n!!! SKIPPED: RabbitMQ is not reachable at 127.0.0.1:5672 !!!\n");
-    None
-}
-
-async fn eventing(args: &[&str], url: &str) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_eventing"))
-        .args(args)
-        .env("EVENTING_URL", url)
-        .output()
-        .await
-        .expect("the eventing binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,14 +78,14 @@ async fn dead_letters_are_listed_requeued_and_purged() {
     }
     assert_eq!(admin.message_count(&dead_letters).await.expect("count"), 1);
 
-    let purged = eventing(&["dlq", "purge", &dead_letters], &url).await;
+    let purged = eventing(&["dlq", "purge", &dead_letters, "--yes"], &url).await;
     assert!(stdout(&purged).contains(&format!("purged 1 dead letter(s) from `{dead_letters}`")), "{purged:?}");
     assert_eq!(admin.message_count(&dead_letters).await.expect("count"), 0);
 
-    let missing = eventing(&["dlq", "list", "no.such.queue"], &url).await;
+    let missing = eventing(&["dlq", "list", "no.such.queue.dead_letter"], &url).await;
     assert!(!missing.status.success());
-    let error = String::from_utf8_lossy(&missing.stderr);
-    assert!(error.contains("queue `no.such.queue`") && error.contains("does not exist"), "{error}");
+    let error = stderr(&missing);
+    assert!(error.contains("queue `no.such.queue.dead_letter`") && error.contains("does not exist"), "{error}");
 
     let unusable = eventing(&["dlq", "requeue"], &url).await;
     assert_eq!(unusable.status.code(), Some(2), "a missing argument is a usage error");

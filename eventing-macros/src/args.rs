@@ -39,6 +39,8 @@ pub(crate) struct Keys {
     pub(crate) flags: &'static [&'static str],
     pub(crate) strings: &'static [&'static str],
     pub(crate) integers: &'static [&'static str],
+    /// Keys that take any `i32`, negative too.
+    pub(crate) signed: &'static [&'static str],
 }
 
 /// One parsed value.
@@ -46,6 +48,7 @@ pub(crate) enum Value {
     Flag,
     Str(LitStr),
     Int(LitInt),
+    Signed(i32),
 }
 
 /// Parsed arguments, in order, without duplicates.
@@ -62,6 +65,13 @@ impl Args {
     pub(crate) fn string(&self, key: &str) -> Option<&LitStr> {
         self.values.iter().find_map(|(name, value)| match value {
             Value::Str(lit) if name == key => Some(lit),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn signed(&self, key: &str) -> Option<i32> {
+        self.values.iter().find_map(|(name, value)| match value {
+            Value::Signed(number) if name == key => Some(*number),
             _ => None,
         })
     }
@@ -118,6 +128,22 @@ fn parse_one(meta: &ParseNestedMeta<'_>, keys: &Keys, parsed: &mut Args) -> syn:
             Ok(n) if n >= 1 => Value::Int(lit),
             _ => return Err(syn::Error::new(lit.span(), format!("`{key}` must be between 1 and 65535"))),
         }
+    } else if keys.signed.contains(&key.as_str()) {
+        let expr = meta.value()?.parse::<syn::Expr>()?;
+        let number = match &expr {
+            syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(lit), .. }) => lit.base10_parse::<i32>().ok(),
+            syn::Expr::Unary(syn::ExprUnary { op: syn::UnOp::Neg(_), expr: inner, .. }) => match &**inner {
+                syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Int(lit), .. }) => {
+                    lit.base10_parse::<i32>().ok().and_then(i32::checked_neg)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        match number {
+            Some(number) => Value::Signed(number),
+            None => return Err(syn::Error::new_spanned(expr, format!("`{key}` takes a whole number: `{key} = -10`"))),
+        }
     } else {
         return Err(syn::Error::new(ident.span(), unknown(keys)));
     };
@@ -141,7 +167,7 @@ fn unknown(keys: &Keys) -> String {
         .iter()
         .map(|flag| format!("`{flag}`"))
         .chain(keys.strings.iter().map(|key| format!("`{key} = \"...\"`")))
-        .chain(keys.integers.iter().map(|key| format!("`{key} = N`")))
+        .chain(keys.integers.iter().chain(keys.signed).map(|key| format!("`{key} = N`")))
         .collect();
     format!("unknown key in #[{}]; expected {}", keys.attribute, all.join(", "))
 }

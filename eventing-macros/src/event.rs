@@ -9,7 +9,7 @@ use syn::{Ident, Item};
 use crate::args::{self, Errors, Keys};
 use crate::names;
 
-const KEYS: Keys = Keys { attribute: "event", flags: &["durable"], strings: &["name"], integers: &[] };
+const KEYS: Keys = Keys { attribute: "event", flags: &["durable"], strings: &["name"], integers: &[], signed: &[] };
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();

@@ -1,4 +1,4 @@
-//! Procedural macros of `eventing`: `#[event]` and `#[event_listener]`.
+//! Procedural macros of `eventing`: `#[event]`, `#[event_listener]` and `#[interceptor]`.
 //!
 //! Depend on `eventing` and use them as `eventing::event` and `eventing::event_listener`;
 //! the generated code refers only to `::eventing::__private`.
@@ -6,6 +6,7 @@
 
 mod args;
 mod event;
+mod interceptor;
 mod listener;
 mod names;
 
@@ -24,6 +25,13 @@ pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn event_listener(args: TokenStream, item: TokenStream) -> TokenStream {
     with_item_on_error(listener::expand, args, item)
+}
+
+/// Registers an `impl Interceptor for T`, built at start like a listener (`Default` or
+/// `FromState`). Key: `order = N` (default 0; lower runs outer, on both sides).
+#[proc_macro_attribute]
+pub fn interceptor(args: TokenStream, item: TokenStream) -> TokenStream {
+    with_item_on_error(interceptor::expand, args, item)
 }
 
 /// Expands; on error, keeps the item as written next to the errors, so the rest of the

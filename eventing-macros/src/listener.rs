@@ -15,6 +15,7 @@ const KEYS: Keys = Keys {
     flags: &["per_process"],
     strings: &["name", "backoff"],
     integers: &["concurrency", "prefetch", "max_attempts", "retry_delay_ms"],
+    signed: &[],
 };
 
 const SIGNATURE: &str = "async fn on(&self, event: E, ctx: &eventing::Context) -> Result<(), eventing::HandlerError>";

@@ -3,4 +3,5 @@
 pub use ::inventory;
 pub use ::serde;
 
+pub use crate::interceptor::InterceptorDescriptor;
 pub use crate::registry::{EventDescriptor, ListenerAttributes, ListenerDescriptor};

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::message::{Headers, Message};
-use crate::runtime::Publisher;
+use crate::message::{HeaderValue, Headers, Message};
+use crate::runtime::{Publisher, extra_headers};
 use crate::{Error, Event};
 
 /// The delivery being handled: its metadata, and a publisher whose messages continue the
@@ -47,7 +47,18 @@ impl Context {
     /// Publishes a follow-up event carrying this delivery's correlation id and, as its
     /// causation id, this delivery's message id. Returns after the broker confirmed it.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<(), Error> {
-        self.publisher.publish(event, Some(&self.message)).await
+        self.publisher.publish(event, Headers::new(), Some(&self.message)).await
+    }
+
+    /// [`publish`](Self::publish) with extra headers, e.g. `[("tenant", "acme")]`. Names
+    /// starting with `x-eventing-` are eventing's own: giving one is an error and nothing
+    /// is sent.
+    pub async fn publish_with<E: Event, K: Into<String>, V: Into<HeaderValue>>(
+        &self,
+        event: &E,
+        headers: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), Error> {
+        self.publisher.publish(event, extra_headers(headers)?, Some(&self.message)).await
     }
 
     /// The id of the message being handled.

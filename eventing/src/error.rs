@@ -100,6 +100,12 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A header given to `publish_with` uses eventing's own prefix.
+    #[error("header `{name}` is reserved: names starting with `x-eventing-` are eventing's own; nothing was sent")]
+    ReservedHeader {
+        /// The header name.
+        name: String,
+    },
     /// The broker did not confirm a publish.
     #[error("publishing `{event}` failed: {source}")]
     Publish {

@@ -40,9 +40,12 @@
 
 mod chaos;
 mod context;
+mod envelope;
 mod error;
 mod event;
 mod handler_error;
+mod health;
+mod interceptor;
 mod listener;
 pub mod memory;
 pub mod message;
@@ -59,10 +62,13 @@ pub mod __private;
 
 pub use chaos::Chaos;
 pub use context::Context;
+pub use envelope::Envelope;
 pub use error::Error;
 pub use event::{Event, Payload};
-pub use eventing_macros::{event, event_listener};
+pub use eventing_macros::{event, event_listener, interceptor};
 pub use handler_error::HandlerError;
+pub use health::Health;
+pub use interceptor::{Interceptor, Next};
 pub use listener::{FromState, Listener};
 pub use registry::{EventInfo, ListenerInfo, ListenerMode, Registry, RetryOverride};
 pub use retry::{Backoff, RetryPolicy};

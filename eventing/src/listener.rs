@@ -34,6 +34,34 @@ pub trait Listener<E: Event>: Send + Sync + 'static {
     /// Handles one event. `Ok` acknowledges the delivery; an error sends it through the
     /// failure policy (dead letters, and retries where configured).
     fn on(&self, event: E, ctx: &Context) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Whether this listener wants `event` (default: every one). A declined delivery is
+    /// acknowledged without calling [`on`](Self::on): it is not retried, not
+    /// dead-lettered, logged at debug level, and counts as settled in
+    /// [`TestBus::settle`](crate::testing::TestBus::settle).
+    ///
+    /// ```
+    /// # use eventing::{event, event_listener, Context, HandlerError, Listener};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[event] #[derive(Serialize, Deserialize)] struct OrderPlaced { total_cents: u64 }
+    /// #[derive(Default)]
+    /// struct BigOrderAlert;
+    ///
+    /// #[event_listener]
+    /// impl Listener<OrderPlaced> for BigOrderAlert {
+    ///     fn accepts(&self, order: &OrderPlaced, _ctx: &Context) -> bool {
+    ///         order.total_cents >= 100_000
+    ///     }
+    ///     async fn on(&self, order: OrderPlaced, _ctx: &Context) -> Result<(), HandlerError> {
+    ///         tracing::warn!(total = order.total_cents, "big order");
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn accepts(&self, event: &E, ctx: &Context) -> bool {
+        let _ = (event, ctx);
+        true
+    }
 }
 
 /// How a listener value is built at start: from `Default` (blanket implementation), or from

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Names of the headers eventing itself writes.
+/// Names of the headers eventing itself writes; all start with [`header::RESERVED_PREFIX`].
 pub mod header {
+    /// The prefix of eventing's own headers: applications cannot publish headers with it.
+    pub const RESERVED_PREFIX: &str = "x-eventing-";
     /// The message id of the message whose handler published this one.
     pub const CAUSATION_ID: &str = "x-eventing-causation-id";
     /// Delivery attempt, 1 on first delivery (our own count: `x-death` is unreliable).
@@ -31,6 +33,12 @@ pub mod header {
     pub const FIRST_FAILURE_AT: &str = "x-eventing-first-failure-at";
     /// When the last delivery failed (milliseconds since the Unix epoch).
     pub const LAST_FAILURE_AT: &str = "x-eventing-last-failure-at";
+}
+
+/// Whether `name` is one of eventing's own headers (`x-eventing-*`, in any case), which
+/// applications and interceptors cannot set.
+pub fn is_reserved_header(name: &str) -> bool {
+    name.get(..header::RESERVED_PREFIX.len()).is_some_and(|prefix| prefix.eq_ignore_ascii_case(header::RESERVED_PREFIX))
 }
 
 /// The content type of every body eventing publishes.

@@ -267,13 +267,20 @@ impl Instances {
     }
 }
 
-/// A listener with its event type erased: decodes the body, then runs the handler.
+/// What a listener makes of one delivery's body.
+pub(crate) enum Handling {
+    /// The body does not decode as the listener's event.
+    Undecodable(serde_json::Error),
+    /// The listener's filter declined the event.
+    Declined,
+    /// The handler call, to be awaited.
+    Run(BoxFuture<'static, Result<(), HandlerError>>),
+}
+
+/// A listener with its event type erased: decodes the body, asks the filter, then starts
+/// the handler.
 pub(crate) trait ErasedHandler: Send + Sync {
-    fn call(
-        &self,
-        body: &[u8],
-        ctx: Context,
-    ) -> Result<BoxFuture<'static, Result<(), HandlerError>>, serde_json::Error>;
+    fn call(&self, body: &[u8], ctx: Context) -> Handling;
 }
 
 struct TypedHandler<L, E> {
@@ -282,14 +289,16 @@ struct TypedHandler<L, E> {
 }
 
 impl<L: Listener<E>, E: Event> ErasedHandler for TypedHandler<L, E> {
-    fn call(
-        &self,
-        body: &[u8],
-        ctx: Context,
-    ) -> Result<BoxFuture<'static, Result<(), HandlerError>>, serde_json::Error> {
-        let event: E = serde_json::from_slice(body)?;
+    fn call(&self, body: &[u8], ctx: Context) -> Handling {
+        let event: E = match serde_json::from_slice(body) {
+            Ok(event) => event,
+            Err(error) => return Handling::Undecodable(error),
+        };
+        if !self.listener.accepts(&event, &ctx) {
+            return Handling::Declined;
+        }
         let listener = Arc::clone(&self.listener);
-        Ok(Box::pin(async move { listener.on(event, &ctx).await }))
+        Handling::Run(Box::pin(async move { listener.on(event, &ctx).await }))
     }
 }
 

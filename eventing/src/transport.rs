@@ -49,8 +49,20 @@ pub trait Transport: Send + Sync + 'static {
     /// same arguments is harmless; a queue that exists with other arguments is an error.
     fn declare<'a>(&'a self, topology: &'a Topology) -> BoxFuture<'a, Result<(), TransportError>>;
 
-    /// Publishes one message and resolves only after the broker confirmed it.
-    fn publish<'a>(&'a self, route: Route<'a>, message: Message) -> BoxFuture<'a, Result<(), TransportError>>;
+    /// Publishes one message and resolves only after the broker confirmed it. `origin` says
+    /// who publishes: a transport with flow control makes only [`Origin::Outside`] wait.
+    fn publish<'a>(
+        &'a self,
+        route: Route<'a>,
+        message: Message,
+        origin: Origin,
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Whether the connection is up now (for [`Bus::health`](crate::Bus::health)). A
+    /// transport that cannot lose its connection, like the in-memory one, is always up.
+    fn is_connected(&self) -> bool {
+        true
+    }
 
     /// Starts consuming `queue` with at most `prefetch` unsettled deliveries.
     fn consume<'a>(
@@ -76,6 +88,19 @@ pub trait Settle: Send + Sync + 'static {
     fn ack(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>>;
     /// Returns the delivery with this tag to its queue (marked redelivered).
     fn requeue(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>>;
+}
+
+/// Who publishes a message, so a transport can apply flow control to the right publishers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The application, from outside any handler ([`Bus::publish`](crate::Bus::publish)):
+    /// may wait for room when queues are over their flow limit.
+    Outside,
+    /// A handler's follow-up ([`Context::publish`](crate::Context::publish), also from a task
+    /// the handler spawned): never waits on flow control, or a chain could block itself.
+    Handler,
+    /// The runtime moving a failed message to a retry or dead-letter queue: never waits.
+    Runtime,
 }
 
 /// Where a message is published.

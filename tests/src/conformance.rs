@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use eventing::message::HeaderValue;
 use eventing::message::{Headers, Message};
-use eventing::transport::{Route, Transport};
+use eventing::transport::{Origin, Route, Transport};
 use eventing::{
-    Builder, Context, Event, FromState, HandlerError, Listener, ListenerInfo, MissingState, RetryPolicy, State, event,
-    event_listener,
+    Builder, Context, Envelope, Error, Event, FromState, HandlerError, Interceptor, Listener, ListenerInfo,
+    MissingState, Next, RetryPolicy, State, event, event_listener,
 };
 use serde::{Deserialize, Serialize};
 
@@ -169,6 +170,53 @@ pub struct Slow {
     pub n: u64,
 }
 
+/// An event whose listener accepts only even numbers.
+#[event(name = "conformance.filtered")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Filtered {
+    /// Its number.
+    pub n: u64,
+}
+
+/// The first event of a two-hop chain.
+#[event(name = "conformance.first_hop")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FirstHop {
+    /// Its number.
+    pub n: u64,
+}
+
+/// The second event of a two-hop chain, published by the first's handler.
+#[event(name = "conformance.second_hop")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecondHop {
+    /// Its number.
+    pub n: u64,
+}
+
+tokio::task_local! {
+    /// The tenant of the work in progress, carried across the bus by [`TenantPropagation`].
+    pub static TENANT: String;
+}
+
+/// The interceptor of DESIGN.md, given to the builder: the publisher's [`TENANT`] travels
+/// in a header and is scoped again around the handler.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TenantPropagation;
+
+impl Interceptor for TenantPropagation {
+    fn send(&self, envelope: &mut Envelope) {
+        if let Ok(tenant) = TENANT.try_with(|t| t.clone()) {
+            envelope.set("tenant", tenant);
+        }
+    }
+
+    async fn handle(&self, envelope: &Envelope, next: Next<'_>) -> Result<(), HandlerError> {
+        let tenant = envelope.get("tenant").unwrap_or("none").to_owned();
+        TENANT.scope(tenant, next.run()).await
+    }
+}
+
 /// Defines a listener struct that takes a [`Recorder`] (and more state) from the builder.
 macro_rules! recording_listener {
     ($(#[$meta:meta])* $name:ident $(, $field:ident: $ty:ty)*) => {
@@ -299,6 +347,51 @@ impl Listener<Slow> for Sluggish {
     async fn on(&self, event: Slow, ctx: &Context) -> Result<(), HandlerError> {
         self.gate.pass().await;
         self.recorder.record(event.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Takes even numbers only, one at a time (so the last even number is handled after
+    /// every odd one before it was declined).
+    Picky
+);
+
+#[event_listener(concurrency = 1)]
+impl Listener<Filtered> for Picky {
+    fn accepts(&self, event: &Filtered, _ctx: &Context) -> bool {
+        event.n % 2 == 0
+    }
+
+    async fn on(&self, event: Filtered, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(event.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Notes the tenant it runs under and publishes the second hop.
+    FirstHopper
+);
+
+#[event_listener]
+impl Listener<FirstHop> for FirstHopper {
+    async fn on(&self, event: FirstHop, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record_noted(event.n, ctx, TENANT.try_with(Clone::clone).ok());
+        ctx.publish_with(&SecondHop { n: event.n }, [("hop", "2")]).await?;
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Notes the tenant it runs under.
+    SecondHopper
+);
+
+#[event_listener]
+impl Listener<SecondHop> for SecondHopper {
+    async fn on(&self, event: SecondHop, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record_noted(event.n, ctx, TENANT.try_with(Clone::clone).ok());
         Ok(())
     }
 }
@@ -498,7 +591,7 @@ pub async fn undecodable_payloads_are_dead_lettered(backend: &impl Backend) {
         attempt: 1,
         headers: Headers::new(),
     };
-    raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: Ping::NAME }, message)
+    raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: Ping::NAME }, message, Origin::Outside)
         .await
         .expect("raw publish");
     let dead = wait_for_messages(backend, &scope.dead_letter_queue(Ping::NAME, "echo"), 1).await;
@@ -553,6 +646,85 @@ pub async fn concurrency_one_keeps_order(backend: &impl Backend) {
     backend.cleanup(&scope).await;
 }
 
+/// Headers given to `publish_with` reach the handler; reserved names are refused and
+/// nothing is sent.
+pub async fn headers_reach_the_handler(backend: &impl Backend) {
+    let scope = Scope::new("headers");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Ping::NAME]).state(recorder.clone()).start().await.expect("start");
+    for reserved in ["x-eventing-attempt", "X-Eventing-Anything"] {
+        let refused = bus.publish_with(&Ping { n: 0, chain: false }, [(reserved, "9")]).await;
+        assert!(matches!(refused, Err(Error::ReservedHeader { ref name }) if name == reserved), "{refused:?}");
+    }
+    bus.publish_with(&Ping { n: 1, chain: false }, [("tenant", HeaderValue::from("acme")), ("priority", 5_i64.into())])
+        .await
+        .expect("publish with headers");
+    bus.publish(&Ping { n: 2, chain: false }).await.expect("publish");
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 2).await;
+    let first = records.iter().find(|record| record.n == 1).expect("the first ping");
+    assert_eq!(first.headers.get("tenant").and_then(HeaderValue::as_str), Some("acme"));
+    assert_eq!(first.headers.get("priority").and_then(HeaderValue::as_int), Some(5));
+    let second = records.iter().find(|record| record.n == 2).expect("the second ping");
+    assert!(!second.headers.contains_key("tenant"), "{second:?}");
+    bus.shutdown().await.expect("shutdown");
+    assert_eq!(recorder.records().len(), 2, "the refused publishes sent nothing: {:?}", recorder.records());
+    backend.cleanup(&scope).await;
+}
+
+/// Declined deliveries are acknowledged, never reach `on`, and are neither retried nor
+/// dead-lettered.
+pub async fn filters_decline_without_retrying(backend: &impl Backend) {
+    let scope = Scope::new("filter");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Filtered::NAME]).state(recorder.clone()).start().await.expect("start");
+    for n in 0..7 {
+        bus.publish(&Filtered { n }).await.expect("publish");
+    }
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 4).await;
+    let seen: Vec<u64> = records.iter().map(|record| record.n).collect();
+    assert_eq!(seen, vec![0, 2, 4, 6]);
+    bus.shutdown().await.expect("shutdown");
+    assert_eq!(recorder.records().len(), 4, "no odd number reached the handler");
+    for queue in [
+        scope.queue(Filtered::NAME, "picky"),
+        scope.dead_letter_queue(Filtered::NAME, "picky"),
+        scope.retry_queue(Filtered::NAME, "picky"),
+    ] {
+        let left = backend.queue_messages(&queue).await;
+        assert!(left.is_empty(), "`{queue}` holds {left:?}");
+    }
+    backend.cleanup(&scope).await;
+}
+
+/// A tenant in a task-local of the publisher reaches the handler's task-local, and the
+/// follow-up it publishes, through the interceptor's `send` and `handle`.
+pub async fn interceptors_carry_a_task_local_through_a_chain(backend: &impl Backend) {
+    let scope = Scope::new("intercept");
+    let recorder = Recorder::default();
+    let bus = scope
+        .builder(backend, &[FirstHop::NAME, SecondHop::NAME])
+        .interceptor(TenantPropagation)
+        .state(recorder.clone())
+        .start()
+        .await
+        .expect("start");
+    TENANT.scope("acme".to_owned(), bus.publish(&FirstHop { n: 1 })).await.expect("publish as acme");
+    bus.publish(&FirstHop { n: 2 }).await.expect("publish with no tenant");
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 4).await;
+    let noted = |listener: &str, n: u64| {
+        let record = records.iter().find(|record| record.listener == listener && record.n == n).expect("record");
+        (record.note.clone(), record.headers.get("tenant").and_then(HeaderValue::as_str).map(str::to_owned))
+    };
+    assert_eq!(noted("first_hopper", 1), (Some("acme".into()), Some("acme".into())));
+    assert_eq!(noted("second_hopper", 1), (Some("acme".into()), Some("acme".into())));
+    assert_eq!(noted("first_hopper", 2), (Some("none".into()), None));
+    assert_eq!(noted("second_hopper", 2), (Some("none".into()), Some("none".into())), "the handler scoped \"none\"");
+    let second = records.iter().find(|record| record.listener == "second_hopper").expect("second hop");
+    assert_eq!(second.headers.get("hop").and_then(HeaderValue::as_str), Some("2"), "ctx.publish_with's header");
+    bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
 /// Polls a queue until it holds `count` messages (dead-letter queues have no consumer to
 /// wait on), then returns them.
 pub async fn wait_for_messages(backend: &impl Backend, queue: &str, count: usize) -> Vec<Message> {
@@ -582,6 +754,9 @@ macro_rules! conformance_suite {
             undecodable_payloads_are_dead_lettered,
             shutdown_drains_in_flight_handlers,
             concurrency_one_keeps_order,
+            headers_reach_the_handler,
+            filters_decline_without_retrying,
+            interceptors_carry_a_task_local_through_a_chain,
         );
     };
     (@cases $backend:path; $($case:ident),* $(,)?) => {

@@ -23,6 +23,10 @@ pub struct Record {
     pub causation_id: Option<String>,
     /// The attempt.
     pub attempt: u32,
+    /// The delivery's headers (those given to `publish_with` or set by interceptors).
+    pub headers: eventing::message::Headers,
+    /// What the listener noted besides (e.g. a task-local it saw).
+    pub note: Option<String>,
 }
 
 #[derive(Default)]
@@ -53,6 +57,11 @@ impl Recorder {
 
     /// Records one delivery.
     pub fn record(&self, n: u64, ctx: &Context) {
+        self.record_noted(n, ctx, None);
+    }
+
+    /// Records one delivery with a note.
+    pub fn record_noted(&self, n: u64, ctx: &Context, note: Option<String>) {
         let record = Record {
             bus: Arc::clone(&self.label),
             listener: ctx.listener(),
@@ -61,6 +70,8 @@ impl Recorder {
             correlation_id: ctx.correlation_id().to_owned(),
             causation_id: ctx.causation_id().map(str::to_owned),
             attempt: ctx.attempt(),
+            headers: ctx.headers().clone(),
+            note,
         };
         self.shared.records.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(record);
         self.shared.changed.notify_waiters();

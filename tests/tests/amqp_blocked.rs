@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use eventing::message::Message;
-use eventing::transport::{QueueLifetime, QueueRole, QueueSpec, Route, Topology, Transport, TransportError};
+use eventing::transport::{Origin, QueueLifetime, QueueRole, QueueSpec, Route, Topology, Transport, TransportError};
 use eventing_amqp::{AmqpOptions, AmqpTransport};
 use support::broker::reachable_amqp_url;
 
@@ -91,11 +91,11 @@ async fn a_publish_under_a_memory_alarm_fails_as_unconfirmed_and_is_delivered_la
     let transport = AmqpTransport::connect(&url, options).await.expect("connect");
     let spec = QueueSpec { name: queue.clone(), lifetime: QueueLifetime::Durable, role: QueueRole::Listener };
     transport.declare(&Topology { queues: vec![spec], ..Topology::default() }).await.expect("declare");
-    transport.publish(Route::Queue(&queue), message(1)).await.expect("a publish before the alarm");
+    transport.publish(Route::Queue(&queue), message(1), Origin::Outside).await.expect("a publish before the alarm");
 
     let alarm = MemoryAlarm::raise();
     let started = std::time::Instant::now();
-    let outcome = transport.publish(Route::Queue(&queue), message(2)).await;
+    let outcome = transport.publish(Route::Queue(&queue), message(2), Origin::Outside).await;
     let blocked = transport.is_blocked();
     drop(alarm);
     let waited = started.elapsed();
@@ -115,7 +115,7 @@ async fn a_publish_under_a_memory_alarm_fails_as_unconfirmed_and_is_delivered_la
         assert!(tokio::time::Instant::now() < deadline, "the unconfirmed message never arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    transport.publish(Route::Queue(&queue), message(3)).await.expect("a publish after the alarm");
+    transport.publish(Route::Queue(&queue), message(3), Origin::Outside).await.expect("a publish after the alarm");
     assert_eq!(transport.message_count(&queue).await.expect("count"), 3, "each message once");
     assert_eq!(connections_named(&name), 1, "a connection was left behind");
 

@@ -388,7 +388,7 @@ async fn a_poison_on_a_per_process_queue_does_not_stop_its_listener() {
 /// lapin fails on the delivery itself. Through the transport API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_routing_key_that_is_not_utf8_is_dead_lettered() {
-    use eventing::transport::{BindingSpec, QueueLifetime, QueueRole, QueueSpec, Route, Topology, Transport};
+    use eventing::transport::{BindingSpec, Origin, QueueLifetime, QueueRole, QueueSpec, Route, Topology, Transport};
     use futures_util::StreamExt;
     let Some(url) = reachable_amqp_url() else { return };
     init_logs();
@@ -419,7 +419,7 @@ async fn a_routing_key_that_is_not_utf8_is_dead_lettered() {
         headers: Default::default(),
     };
     let route = Route::Exchange { exchange: &exchange, routing_key: "door.opened" };
-    transport.publish(route, good(1)).await.expect("publish");
+    transport.publish(route, good(1), Origin::Outside).await.expect("publish");
     let (raw_url, raw_exchange) = (url.clone(), exchange.clone());
     tokio::task::spawn_blocking(move || {
         let properties = BasicProperties::default().with_message_id("poison-routing-key".into());
@@ -427,7 +427,7 @@ async fn a_routing_key_that_is_not_utf8_is_dead_lettered() {
     })
     .await
     .expect("raw publish");
-    transport.publish(route, good(2)).await.expect("publish");
+    transport.publish(route, good(2), Origin::Outside).await.expect("publish");
 
     let mut handled = BTreeSet::new();
     while handled.len() < 2 {

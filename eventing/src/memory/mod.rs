@@ -34,7 +34,8 @@ use self::queue::{Entry, Queue, lock};
 use crate::Event;
 use crate::message::{Message, header};
 use crate::transport::{
-    BoxFuture, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport, TransportError, ready,
+    BoxFuture, Origin, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport, TransportError,
+    ready,
 };
 
 /// Ready messages per queue above which [`Bus::publish`](crate::Bus::publish) waits for
@@ -381,18 +382,21 @@ impl Transport for MemoryTransport {
         ready(self.broker.declare(topology, self.connection))
     }
 
-    fn publish<'a>(&'a self, route: Route<'a>, message: Message) -> BoxFuture<'a, Result<(), TransportError>> {
+    fn publish<'a>(
+        &'a self,
+        route: Route<'a>,
+        message: Message,
+        origin: Origin,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
         let full = match self.broker.publish(route, message) {
-            Ok(full) if full.is_empty() => return ready(Ok(())),
+            Ok(full) if full.is_empty() || origin != Origin::Outside => return ready(Ok(())),
             other => other,
         };
         Box::pin(async move {
             // Flow control: the message is in; an outside publisher waits for room before
             // it returns, so a fast producer cannot grow a consumed queue without bound.
-            if !crate::runtime::is_handling() {
-                for queue in full? {
-                    queue.room().await;
-                }
+            for queue in full? {
+                queue.room().await;
             }
             Ok(())
         })

@@ -2,8 +2,10 @@
 
 mod connect;
 mod consumer;
+mod handle;
 mod plan;
 mod publisher;
+mod settle;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,12 +14,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::consumer::Consumer;
-pub(crate) use self::consumer::is_handling;
+use self::handle::HandleStack;
 use self::plan::{PlanConfig, plan};
-pub(crate) use self::publisher::Publisher;
+pub(crate) use self::publisher::{Publisher, extra_headers};
+use self::settle::Settler;
+use crate::interceptor::{ErasedInterceptor, Placed};
+use crate::message::{HeaderValue, Headers};
 use crate::registry::Instances;
 use crate::transport::{Topology, Transport};
-use crate::{Chaos, Error, Event, ListenerInfo, Registry, RetryPolicy, State, naming};
+use crate::{Chaos, Error, Event, Health, Interceptor, ListenerInfo, Registry, RetryPolicy, State, naming};
 
 /// The default number of handler calls in flight per listener.
 pub const DEFAULT_CONCURRENCY: u16 = 16;
@@ -83,6 +88,7 @@ pub struct Builder {
     retry: RetryPolicy,
     chaos: Option<Chaos>,
     include: ListenerFilter,
+    interceptors: Vec<Placed>,
 }
 
 impl Default for Builder {
@@ -101,6 +107,7 @@ impl Default for Builder {
             retry: RetryPolicy::default(),
             chaos: None,
             include: Box::new(|_| true),
+            interceptors: Vec::new(),
         }
     }
 }
@@ -200,6 +207,13 @@ impl Builder {
         self
     }
 
+    /// Adds an interceptor value to this bus, after the `#[interceptor]`s registered with
+    /// the same order (0); see [`Interceptor`] for what runs where.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors.push(Placed::given(interceptor));
+        self
+    }
+
     /// Starts only the listeners for which `include` returns true (default: all).
     pub fn listeners(mut self, include: impl Fn(&ListenerInfo) -> bool + Send + Sync + 'static) -> Self {
         self.include = Box::new(include);
@@ -232,6 +246,7 @@ impl Builder {
                 .map_err(|source| Error::MissingState { listener: registered.info.rust_type, source })?;
             handlers.push(handler);
         }
+        let interceptors = crate::interceptor::chain(&self.state, self.interceptors)?;
 
         let Settings { exchange, service, process_id } = settings;
         let app_id: Arc<str> = service.unwrap_or_else(default_app_id).into();
@@ -243,7 +258,7 @@ impl Builder {
             }
         };
         let running = Running { exchange, app_id, process_id, shutdown_timeout: self.shutdown_timeout, chaos };
-        let launched = launch(&transport, &plan, handlers, running).await;
+        let launched = launch(&transport, &plan, handlers, interceptors, running).await;
         match launched {
             Ok(shared) => Ok(Bus { shared: Arc::new(shared) }),
             Err(error) => {
@@ -313,11 +328,12 @@ async fn launch(
     transport: &Arc<dyn Transport>,
     plan: &plan::Plan,
     handlers: Vec<Arc<dyn crate::registry::ErasedHandler>>,
+    interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
     running: Running,
 ) -> Result<Shared, Error> {
     let Running { exchange, app_id, process_id, shutdown_timeout, chaos } = running;
     transport.declare(&plan.topology).await.map_err(|source| Error::Declare { source })?;
-    let publisher = Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id));
+    let publisher = Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id, interceptors));
     let stop = CancellationToken::new();
     let mut consumers = Vec::with_capacity(plan.listeners.len());
     for (listener, handler) in plan.listeners.iter().zip(handlers) {
@@ -333,15 +349,15 @@ async fn launch(
             }
         };
         let consumer = Arc::new(Consumer {
-            info,
-            handler,
-            publisher: Arc::clone(&publisher),
-            queue: listener.queue.name.clone(),
-            dead_letter_queue: listener.dead_letter.name.clone(),
+            stack: HandleStack { info, handler, publisher: Arc::clone(&publisher), chaos: chaos.clone() },
+            settler: Settler {
+                info,
+                queue: listener.queue.name.clone(),
+                dead_letter_queue: listener.dead_letter.name.clone(),
+                retry: listener.retry,
+                retry_queues: listener.retry_queues.clone(),
+            },
             concurrency: listener.concurrency,
-            retry: listener.retry,
-            retry_queues: listener.retry_queues.clone(),
-            chaos: chaos.clone(),
         });
         tracing::info!(
             listener = info.name,
@@ -401,7 +417,42 @@ impl Bus {
     /// Publishes an event and returns once the broker confirmed it. The message starts a
     /// new causal chain (its correlation id is its own message id).
     pub async fn publish<E: Event>(&self, event: &E) -> Result<(), Error> {
-        self.shared.publisher.publish(event, None).await
+        self.shared.publisher.publish(event, Headers::new(), None).await
+    }
+
+    /// [`publish`](Self::publish) with extra headers, which handlers read with
+    /// [`Context::headers`](crate::Context::headers). Names starting with `x-eventing-` are
+    /// eventing's own: giving one is an error and nothing is sent.
+    ///
+    /// ```rust,standalone_crate
+    /// # use eventing::event;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[event] #[derive(Serialize, Deserialize)] struct InvoicePaid { invoice: String }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), eventing::Error> {
+    /// let bus = eventing::builder().start().await?;
+    /// bus.publish_with(&InvoicePaid { invoice: "A-1".into() }, [("tenant", "acme")]).await?;
+    /// assert!(bus.publish_with(&InvoicePaid { invoice: "A-2".into() }, [("x-eventing-attempt", "9")]).await.is_err());
+    /// # bus.shutdown().await
+    /// # }
+    /// ```
+    pub async fn publish_with<E: Event, K: Into<String>, V: Into<HeaderValue>>(
+        &self,
+        event: &E,
+        headers: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), Error> {
+        self.shared.publisher.publish(event, extra_headers(headers)?, None).await
+    }
+
+    /// Whether the bus is connected and every listener consuming, for readiness probes.
+    pub fn health(&self) -> Health {
+        let consumers = self.shared.consumers.lock().unwrap_or_else(PoisonError::into_inner);
+        Health::new(
+            !self.shared.publisher.is_closed() && !self.shared.stop.is_cancelled(),
+            self.shared.publisher.transport().is_connected(),
+            consumers.len(),
+            consumers.iter().filter(|consumer| !consumer.is_finished()).count(),
+        )
     }
 
     /// Stops taking deliveries, returns unstarted ones to their queues, waits for handlers

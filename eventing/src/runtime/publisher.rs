@@ -1,4 +1,6 @@
-//! Turns events into messages and publishes them with confirms.
+//! The send stack: event → message → interceptors' `send` → transport, with confirms.
+//! Every message the bus publishes goes through it: the application's publishes, handlers'
+//! follow-ups, and the runtime's moves of failed messages to retry and dead-letter queues.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -7,26 +9,53 @@ use std::time::SystemTime;
 
 use tracing::Instrument;
 
-use crate::message::{Headers, JSON, Message};
-use crate::transport::{Route, Transport};
+use crate::envelope::Envelope;
+use crate::interceptor::ErasedInterceptor;
+use crate::message::{HeaderValue, Headers, JSON, Message, is_reserved_header};
+use crate::transport::{Origin, Route, Transport, TransportError};
 use crate::{Error, Event};
 
-/// Publishes events to the bus's exchange; shared by the [`Bus`](crate::Bus) and every
-/// handler's [`Context`](crate::Context).
+/// Publishes to the bus's exchange; shared by the [`Bus`](crate::Bus), every handler's
+/// [`Context`](crate::Context) and the consumers' failure path.
 pub(crate) struct Publisher {
     transport: Arc<dyn Transport>,
     exchange: String,
     app_id: Arc<str>,
+    interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
     closed: AtomicBool,
 }
 
+/// Headers given to `publish_with`, checked and converted.
+pub(crate) fn extra_headers<K: Into<String>, V: Into<HeaderValue>>(
+    headers: impl IntoIterator<Item = (K, V)>,
+) -> Result<Headers, Error> {
+    let mut extra = Headers::new();
+    for (name, value) in headers {
+        let name = name.into();
+        if is_reserved_header(&name) {
+            return Err(Error::ReservedHeader { name });
+        }
+        extra.insert(name, value.into());
+    }
+    Ok(extra)
+}
+
 impl Publisher {
-    pub(crate) fn new(transport: Arc<dyn Transport>, exchange: String, app_id: Arc<str>) -> Self {
-        Self { transport, exchange, app_id, closed: AtomicBool::new(false) }
+    pub(crate) fn new(
+        transport: Arc<dyn Transport>,
+        exchange: String,
+        app_id: Arc<str>,
+        interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
+    ) -> Self {
+        Self { transport, exchange, app_id, interceptors, closed: AtomicBool::new(false) }
     }
 
     pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport
+    }
+
+    pub(crate) fn interceptors(&self) -> &Arc<[Arc<dyn ErasedInterceptor>]> {
+        &self.interceptors
     }
 
     pub(crate) fn close(&self) {
@@ -37,20 +66,37 @@ impl Publisher {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Publishes `event`; with a `cause`, the message continues the cause's chain.
-    /// Returns once the broker confirmed it.
-    pub(crate) async fn publish<E: Event>(&self, event: &E, cause: Option<&Message>) -> Result<(), Error> {
-        if self.closed.load(Ordering::Acquire) {
+    /// Publishes `event` with `headers`; with a `cause`, the message continues the cause's
+    /// chain. Returns once the broker confirmed it.
+    pub(crate) async fn publish<E: Event>(
+        &self,
+        event: &E,
+        headers: Headers,
+        cause: Option<&Message>,
+    ) -> Result<(), Error> {
+        let body = serde_json::to_vec(event).map_err(|source| Error::Encode { event: E::NAME, source })?;
+        self.publish_body(Cow::Borrowed(E::NAME), body, E::DURABLE, headers, cause).await
+    }
+
+    /// Publishes a JSON `body` as event `name`.
+    pub(crate) async fn publish_body(
+        &self,
+        name: Cow<'static, str>,
+        body: Vec<u8>,
+        durable: bool,
+        headers: Headers,
+        cause: Option<&Message>,
+    ) -> Result<(), Error> {
+        if self.is_closed() {
             return Err(Error::ShutDown);
         }
-        let body = serde_json::to_vec(event).map_err(|source| Error::Encode { event: E::NAME, source })?;
         let message_id = uuid::Uuid::new_v4().to_string();
         // A message that starts a chain is its own correlation: `Message::chain_id` (and the
         // wire encoding) use its message id.
         let correlation_id = cause.map(|cause| cause.chain_id().to_owned());
         let span = tracing::debug_span!(
             "publish",
-            event = E::NAME,
+            event = %name,
             message_id = %message_id,
             correlation_id = correlation_id.as_deref().unwrap_or(&message_id),
         );
@@ -59,19 +105,39 @@ impl Publisher {
             message_id,
             correlation_id,
             causation_id: cause.map(|cause| cause.message_id.clone()),
-            event_type: Cow::Borrowed(E::NAME),
+            event_type: name,
             content_type: Some(Cow::Borrowed(JSON)),
             timestamp: SystemTime::now(),
             app_id: Some(Arc::clone(&self.app_id)),
-            persistent: E::DURABLE,
+            persistent: durable,
             attempt: 1,
-            headers: Headers::new(),
+            headers,
         };
-        let route = Route::Exchange { exchange: &self.exchange, routing_key: E::NAME };
-        self.transport
-            .publish(route, message)
-            .instrument(span)
-            .await
-            .map_err(|source| Error::Publish { event: E::NAME.to_owned(), source })
+        let origin = if cause.is_some() { Origin::Handler } else { Origin::Outside };
+        async {
+            // The name outlives the message (which the transport takes): free for a typed
+            // event's `&'static str`, one copy for a name given at run time.
+            let event = message.event_type.clone();
+            let route = Route::Exchange { exchange: &self.exchange, routing_key: &event };
+            self.send(route, message, origin)
+                .await
+                .map_err(|source| Error::Publish { event: event.into_owned(), source })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The send stack's last steps: the interceptors' `send`, then the transport.
+    pub(crate) async fn send(&self, route: Route<'_>, message: Message, origin: Origin) -> Result<(), TransportError> {
+        let message = if self.interceptors.is_empty() {
+            message
+        } else {
+            let mut envelope = Envelope::outgoing(message);
+            for interceptor in self.interceptors.iter() {
+                interceptor.send(&mut envelope);
+            }
+            envelope.into_message()
+        };
+        self.transport.publish(route, message, origin).await
     }
 }
