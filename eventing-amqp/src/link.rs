@@ -172,7 +172,8 @@ async fn watch_events(
                 session.unreadable.store(true, Ordering::Release);
                 session.mark_broken();
             }
-            lapin::Event::Error(_) => session.mark_broken(),
+            // Other errors include channel errors (a refused declare): not a lost connection,
+            // which the supervisor detects from the connection's status and failed operations.
             lapin::Event::ConnectionBlocked(reason) => {
                 tracing::warn!(connection = %connection_name, %reason, "RabbitMQ blocked the connection (resource alarm): publishes wait until it is unblocked, up to the publish timeout, then fail as unconfirmed");
                 *lock(&session.blocked) = Some(reason);
