@@ -164,7 +164,14 @@ async fn watch_events(
     trouble: Weak<Notify>,
     connection_name: String,
 ) {
-    while let Some(event) = events.next().await {
+    loop {
+        // Bounded, so the task also ends when the session is gone but lapin keeps the stream.
+        let event = match tokio::time::timeout(HEALTH_CHECK * 20, events.next()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(_) if session.strong_count() == 0 => return,
+            Err(_) => continue,
+        };
         let Some(session) = session.upgrade() else { return };
         match event {
             lapin::Event::Error(error) if matches!(error.kind(), ErrorKind::ParsingError(_)) => {

@@ -344,7 +344,6 @@ impl RawConnection {
 }
 
 /// A [`RawConnection`] used from async code: each call runs on tokio's blocking pool.
-#[derive(Clone)]
 pub(crate) struct RawClient {
     connection: Arc<Mutex<Option<RawConnection>>>,
 }

@@ -1,8 +1,8 @@
 //! Dead-lettering messages lapin cannot read.
 //!
 //! A message with invalid UTF-8 in a short-string field (a header *name*, `type`,
-//! `message_id`, ...) is accepted by RabbitMQ, but lapin's frame parser rejects its content
-//! header and drops the whole connection; on reconnect the broker delivers the same message
+//! `message_id`, the routing key, ...) is accepted by RabbitMQ, but lapin's frame parser
+//! rejects the frame and drops the whole connection; on reconnect the broker delivers the same message
 //! again, for ever. Why not let the broker stop it: a quorum queue's `x-delivery-limit` would
 //! dead-letter it after a few redeliveries, but only on quorum queues (classic queues have
 //! no delivery limit), with one dropped connection per redelivery, and the dead letter would
