@@ -255,12 +255,14 @@ fn readable(fetched: Fetched) -> Message {
     message
 }
 
-/// A raw client's error as the transport's, naming the queue (a missing queue is `NotFound`).
+/// A raw client's error as the transport's, naming the queue (a missing queue is `NotFound`,
+/// an exclusive queue of another connection `Locked`, as for lapin's errors).
 fn raw_error(queue: &str, error: RawError) -> TransportError {
     match error {
         RawError::Closed { code: 404, text, .. } => {
             TransportError::NotFound { object: format!("queue `{queue}` ({text})") }
         }
+        RawError::Closed { code: 405, .. } => TransportError::Locked { queue: queue.to_owned() },
         error => TransportError::Other { context: format!("reading queue `{queue}`"), source: Box::new(error) },
     }
 }

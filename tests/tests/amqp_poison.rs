@@ -463,3 +463,35 @@ async fn a_routing_key_that_is_not_utf8_is_dead_lettered() {
     transport.delete_exchange(&exchange).await.expect("delete");
     transport.close().await.expect("close");
 }
+
+/// The lenient reader reports what lapin's did: a missing queue is `NotFound`, another
+/// connection's exclusive queue `Locked`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_names_a_missing_or_locked_queue() {
+    use eventing::transport::{Transport, TransportError};
+    let Some(url) = reachable_amqp_url() else { return };
+    init_logs();
+    let (service, exchange) = scope("poison-locked");
+    let bus = eventing::builder()
+        .url(url.clone())
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .process_id("p1")
+        .state(Ledger::default())
+        .start()
+        .await
+        .expect("start");
+    let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
+    let exclusive = eventing::naming::per_process_queue(&service, DoorOpened::NAME, "watch_door", "p1");
+    match admin.peek(&exclusive, 1).await {
+        Err(TransportError::Locked { queue }) => assert_eq!(queue, exclusive),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    match admin.peek(&format!("{service}.no_such_queue"), 1).await {
+        Err(TransportError::NotFound { object }) => assert!(object.contains("no_such_queue"), "{object}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    admin.close().await.expect("close admin");
+    bus.shutdown().await.expect("shutdown");
+    support::broker::delete_scope(&url, &service, &exchange).await;
+}
