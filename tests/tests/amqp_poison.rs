@@ -495,3 +495,73 @@ async fn peek_names_a_missing_or_locked_queue() {
     bus.shutdown().await.expect("shutdown");
     support::broker::delete_scope(&url, &service, &exchange).await;
 }
+
+/// Two processes compete for the listener's queue: whichever meets the poison dead-letters
+/// it (once), every good message is handled. Also the connection cost: one connection for
+/// publishing plus one per listener, per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_between_two_competing_processes_is_dead_lettered_once() {
+    let Some(url) = reachable_amqp_url() else { return };
+    init_logs();
+    let (service, exchange) = scope("poison-competing");
+    let ledger = Ledger::default();
+    let start = |process: &'static str| {
+        eventing::builder()
+            .url(url.clone())
+            .service(service.clone())
+            .exchange(exchange.clone())
+            .process_id(process)
+            .state(ledger.clone())
+            .start()
+    };
+    let (a, b) = tokio::join!(start("a"), start("b"));
+    let (a, b) = (a.expect("start a"), b.expect("start b"));
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "--quiet", "--no-table-headers", "client_properties"])
+        .output()
+        .expect("rabbitmqctl");
+    let connections = String::from_utf8_lossy(&output.stdout).lines().filter(|line| line.contains(&service)).count();
+    assert_eq!(connections, 2 * (1 + 3), "per process: one publishing connection and one per listener (3)");
+
+    for n in 0..25 {
+        a.publish(&OrderPlaced { n }).await.expect("publish");
+    }
+    let (properties, replacement, _) = Field::MessageId.poison();
+    let (raw_url, raw_exchange) = (url.clone(), exchange.clone());
+    tokio::task::spawn_blocking(move || {
+        let body = format!(r#"{{"n":{POISON_N}}}"#);
+        support::raw_publish::publish(
+            &raw_url,
+            &raw_exchange,
+            OrderPlaced::NAME,
+            properties,
+            body.as_bytes(),
+            replacement,
+        );
+    })
+    .await
+    .expect("raw publish");
+    for n in 25..50 {
+        b.publish(&OrderPlaced { n }).await.expect("publish");
+    }
+    let orders: BTreeSet<u64> = (0..50).collect();
+    if let Err(missing) = ledger.orders.wait_for(&orders, Duration::from_secs(60)).await {
+        panic!("orders {missing:?} not handled");
+    }
+    let dead_letter_queue = eventing::naming::dead_letter_queue(&service, OrderPlaced::NAME, "pack_order");
+    let admin = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("admin");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while admin.message_count(&dead_letter_queue).await.expect("count") == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the poison never reached the dead-letter queue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let a second rescue, if any, finish before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(admin.message_count(&dead_letter_queue).await.expect("count"), 1, "dead-lettered once");
+    let listener_queue = eventing::naming::listener_queue(&service, OrderPlaced::NAME, "pack_order");
+    assert_eq!(admin.message_count(&listener_queue).await.expect("count"), 0);
+    eventing::transport::Transport::close(&admin).await.expect("close admin");
+    a.shutdown().await.expect("shutdown a");
+    b.shutdown().await.expect("shutdown b");
+    support::broker::delete_scope(&url, &service, &exchange).await;
+}
