@@ -24,20 +24,20 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let mut errors = Errors::default();
     let args = args::parse(args, &KEYS, &mut errors);
     let item: Item = syn::parse2(item)?;
-    let Item::Impl(imp) = item else {
+    let Item::Impl(mut imp) = item else {
         return Err(errors.fail(syn::Error::new(
             item_span(&item),
             "#[event_listener] goes on an `impl eventing::Listener<E> for T` block",
         )));
     };
-    let event = listened_event(&imp);
+    let event = listened_event(&imp).cloned();
     if !imp.generics.params.is_empty() {
         errors.push(syn::Error::new(
             imp.generics.span(),
             "a registered listener cannot be generic: #[event_listener] needs one concrete type to build at start",
         ));
     }
-    check_on(&imp, &mut errors);
+    check_on(&mut imp, &mut errors);
     let self_ty = &imp.self_ty;
     let name = match args.string("name") {
         Some(lit) => {
@@ -66,7 +66,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             errors.push(syn::Error::new(lit.span(), "`backoff` is \"fixed\" or \"exponential\""));
         }
     }
-    errors.finish()?;
+    // After a mistake the impl is still emitted, unregistered (with `async` put back on
+    // `on` where it was missing), so that rustc adds no errors of its own about it.
+    if let Err(error) = errors.finish() {
+        let error = error.into_compile_error();
+        return Ok(quote! { #imp #error });
+    }
     let per_process = args.flag("per_process");
     let max_attempts = args.integer("max_attempts").map_or(quote!(0), |lit| lit.to_token_stream());
     let retry_delay_ms = args.integer("retry_delay_ms").map_or(quote!(0), |lit| lit.to_token_stream());
@@ -120,16 +125,24 @@ fn listened_event(imp: &ItemImpl) -> syn::Result<&Type> {
 }
 
 /// Checks the parts of `on` that rustc's own errors explain poorly: `async`, the receiver
-/// and the number of parameters. Types are left to rustc, which points at them.
-fn check_on(imp: &ItemImpl, errors: &mut Errors) {
-    for item in &imp.items {
+/// and the number of parameters. Types are left to rustc, which points at them. A missing
+/// `async` is reported, then added, so rustc does not also say "is not a future".
+fn check_on(imp: &mut ItemImpl, errors: &mut Errors) {
+    for item in &mut imp.items {
         let ImplItem::Fn(function) = item else { continue };
-        let sig = &function.sig;
+        let sig = &mut function.sig;
         if sig.ident != "on" {
             continue;
         }
-        if sig.asyncness.is_none() && matches!(sig.output, syn::ReturnType::Default) {
-            errors.push(syn::Error::new(sig.fn_token.span, format!("`on` must be an async fn: `{SIGNATURE}`")));
+        // Without `async`, `on` may still return a future (`impl Future<..> + Send`, a boxed
+        // one...): only nothing or a `Result` is surely a forgotten `async`.
+        let forgot_async = match &sig.output {
+            syn::ReturnType::Default => true,
+            syn::ReturnType::Type(_, ty) => type_ident(ty).is_some_and(|ident| ident == "Result"),
+        };
+        if sig.asyncness.is_none() && forgot_async {
+            errors.push(syn::Error::new(sig.fn_token.span, format!("`on` must be an `async fn`: `{SIGNATURE}`")));
+            sig.asyncness = Some(syn::Token![async](sig.fn_token.span));
         }
         match sig.inputs.first() {
             Some(FnArg::Receiver(receiver)) if receiver.reference.is_some() && receiver.mutability.is_none() => {}

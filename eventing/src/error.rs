@@ -1,9 +1,14 @@
 //! [`Error`]: everything that can fail outside a handler.
 
+use std::fmt;
+
 use crate::transport::TransportError;
 
 /// What can go wrong when configuring, starting, publishing or shutting down.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` shows the message and its causes, as `anyhow` does, so that
+/// `fn main() -> Result<(), eventing::Error>` prints advice rather than a struct dump.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The URL's scheme names no transport linked into this program.
@@ -66,14 +71,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A listener could not be built because its state was not given.
-    #[error("listener `{listener}` cannot be built: {source}")]
+    /// Listeners could not be built because state they ask for was not given. Every
+    /// listener is tried, so one start names everything that is missing.
+    #[error("{}", missing_state(missing))]
     MissingState {
-        /// The listener's Rust type.
-        listener: &'static str,
-        /// The missing type.
-        #[source]
-        source: crate::MissingState,
+        /// Each listener that cannot be built (its Rust type), with every type it asked
+        /// [`State::get`](crate::State::get) for and was not given, in the order asked.
+        missing: Vec<(&'static str, Vec<&'static str>)>,
     },
     /// A listener's configuration is unusable.
     #[error("listener `{listener}` on `{event}`: {reason}")]
@@ -142,4 +146,52 @@ pub enum Error {
     /// Waiting for the shutdown signal failed.
     #[error("cannot listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
+}
+
+/// One line naming every listener that cannot be built and every type it lacks.
+fn missing_state(missing: &[(&'static str, Vec<&'static str>)]) -> String {
+    let each: Vec<String> = missing
+        .iter()
+        .map(|(listener, types)| {
+            let types: Vec<String> = types.iter().map(|name| format!("`{name}`")).collect();
+            format!("`{listener}` needs {}", types.join(", "))
+        })
+        .collect();
+    let listeners = if missing.len() == 1 { "a listener" } else { "listeners" };
+    format!(
+        "{listeners} cannot be built because state was not given: {}; pass each value with \
+         `eventing::builder().state(...)`",
+        each.join("; ")
+    )
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        report(self, f)
+    }
+}
+
+/// Writes `error` as a `main` that returns it should show it: the message, then under
+/// `Caused by:` each source whose text the lines above do not already contain (our
+/// messages often end with their source's text; it is not repeated).
+pub(crate) fn report(error: &(dyn std::error::Error + 'static), f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let mut shown = error.to_string();
+    f.write_str(&shown)?;
+    let mut causes = Vec::new();
+    for cause in std::iter::successors(error.source(), |cause| cause.source()) {
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            shown.push('\n');
+            shown.push_str(&text);
+            causes.push(text);
+        }
+    }
+    match causes.as_slice() {
+        [] => Ok(()),
+        [cause] => write!(f, "\n\nCaused by:\n    {cause}"),
+        causes => {
+            f.write_str("\n\nCaused by:")?;
+            causes.iter().enumerate().try_for_each(|(n, cause)| write!(f, "\n    {n}: {cause}"))
+        }
+    }
 }

@@ -91,6 +91,16 @@ pub fn service_from_crate(crate_name: &str) -> String {
     crate_name.to_snake_case()
 }
 
+/// The name of a bus that has no configured service and no listeners' crate to take one
+/// from (none, or several): the executable's name in snake case.
+pub(crate) fn service_from_executable() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem().map(|stem| stem.to_string_lossy().to_snake_case()))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "eventing".into())
+}
+
 /// A process id that is readable and unique per bus: `<host>-<pid>`, with `-<n>` added
 /// for the second and later bus started in the same process.
 pub fn default_process_id() -> String {

@@ -37,7 +37,7 @@ pub enum ListenerMode {
 }
 
 /// Builds a listener's type-erased handler from the state given to the builder.
-pub(crate) type MakeHandler = fn(&mut Instances, &State) -> Result<Arc<dyn ErasedHandler>, MissingState>;
+type MakeHandler = fn(&mut Instances, &State) -> Result<Arc<dyn ErasedHandler>, MissingState>;
 
 /// Registered by `#[event_listener]`.
 #[doc(hidden)]
@@ -47,7 +47,7 @@ pub struct ListenerDescriptor {
     durable: bool,
     rust_type: fn() -> &'static str,
     event_type: fn() -> &'static str,
-    pub(crate) make_handler: MakeHandler,
+    make_handler: MakeHandler,
 }
 
 /// Attribute settings of one `#[event_listener]`, filled in by the macro.
@@ -246,14 +246,61 @@ impl Registry {
     }
 }
 
+/// Warns that a bus starts without a listener, naming the likely cause: none is linked
+/// into this binary, or the builder's filter excluded them all.
+pub(crate) fn warn_no_listeners() {
+    match inventory::iter::<ListenerDescriptor>.into_iter().count() {
+        0 => tracing::warn!(
+            "no #[event_listener] is linked into this binary, so this bus only publishes; if it should \
+             consume, check that the binary uses the crate that defines the listeners (a library's \
+             listeners are linked only when the binary refers to that library, e.g. `use my_listeners as _;`)"
+        ),
+        linked => tracing::warn!(
+            linked,
+            "`.listeners(...)` excluded every one of the {linked} linked listener(s), so this bus only publishes"
+        ),
+    }
+}
+
 /// Sorts two type names so error messages do not depend on link order.
 pub(crate) fn ordered(a: &'static str, b: &'static str) -> (&'static str, &'static str) {
     if a <= b { (a, b) } else { (b, a) }
 }
 
+/// Builds the handler of every listener, each listener type once (shared by all its
+/// `Listener` impls). When state is missing, every listener is still tried, so that the
+/// error names every listener that cannot be built and every type each one lacks.
+pub(crate) fn build_handlers<'a>(
+    listeners: impl IntoIterator<Item = &'a RegisteredListener>,
+    state: &State,
+) -> Result<Vec<Arc<dyn ErasedHandler>>, Error> {
+    let mut instances = Instances::default();
+    let mut handlers = Vec::new();
+    let mut missing: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for listener in listeners {
+        let rust_type = listener.info.rust_type;
+        if missing.iter().any(|(failed, _)| *failed == rust_type) {
+            continue;
+        }
+        // Forget what earlier listeners' optional look-ups missed.
+        state.take_misses();
+        match (listener.descriptor.make_handler)(&mut instances, state) {
+            Ok(handler) => handlers.push(handler),
+            Err(error) => {
+                let mut types = state.take_misses();
+                if !types.contains(&error.type_name) {
+                    types.push(error.type_name);
+                }
+                missing.push((rust_type, types));
+            }
+        }
+    }
+    if missing.is_empty() { Ok(handlers) } else { Err(Error::MissingState { missing }) }
+}
+
 /// Listener values built so far, one per Rust type, shared by all its `Listener` impls.
 #[derive(Default)]
-pub(crate) struct Instances {
+struct Instances {
     built: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 

@@ -281,8 +281,8 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A transport failed.
-#[derive(Debug, thiserror::Error)]
+/// A transport failed. `Debug` shows the message and its causes (see [`crate::Error`]).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
     /// The broker could not be reached or refused the connection.
@@ -339,4 +339,10 @@ pub enum TransportError {
         #[source]
         source: BoxError,
     },
+}
+
+impl fmt::Debug for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::error::report(self, f)
+    }
 }

@@ -725,6 +725,38 @@ pub async fn interceptors_carry_a_task_local_through_a_chain(backend: &impl Back
     backend.cleanup(&scope).await;
 }
 
+/// An attempt header beyond the retry policy (an outside publisher's 999999) does not skip
+/// the retries: the delivery counts as a first attempt.
+pub async fn outside_attempt_headers_do_not_skip_retries(backend: &impl Backend) {
+    let scope = Scope::new("attempt");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Risky::NAME]).state(recorder.clone()).start().await.expect("start");
+    let raw = backend.transport().await;
+    let body = serde_json::to_vec(&Risky { n: 7, outcome: "flaky".into() }).expect("encode");
+    let message = Message {
+        body,
+        message_id: "outside-attempt".into(),
+        correlation_id: None,
+        causation_id: None,
+        event_type: Cow::Borrowed(Risky::NAME),
+        content_type: Some(Cow::Borrowed("application/json")),
+        timestamp: SystemTime::now(),
+        app_id: None,
+        persistent: false,
+        attempt: 999_999,
+        headers: Headers::new(),
+    };
+    raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: Risky::NAME }, message, Origin::Outside)
+        .await
+        .expect("raw publish");
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 3).await;
+    let attempts: Vec<u32> = records.iter().map(|record| record.attempt).collect();
+    assert_eq!(attempts, vec![1, 2, 3], "flaky fails twice, then succeeds on attempt 3");
+    bus.shutdown().await.expect("shutdown");
+    assert!(backend.queue_messages(&scope.dead_letter_queue(Risky::NAME, "gambler")).await.is_empty());
+    backend.cleanup(&scope).await;
+}
+
 /// Polls a queue until it holds `count` messages (dead-letter queues have no consumer to
 /// wait on), then returns them.
 pub async fn wait_for_messages(backend: &impl Backend, queue: &str, count: usize) -> Vec<Message> {
@@ -757,6 +789,7 @@ macro_rules! conformance_suite {
             headers_reach_the_handler,
             filters_decline_without_retrying,
             interceptors_carry_a_task_local_through_a_chain,
+            outside_attempt_headers_do_not_skip_retries,
         );
     };
     (@cases $backend:path; $($case:ident),* $(,)?) => {

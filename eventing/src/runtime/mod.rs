@@ -20,7 +20,6 @@ pub(crate) use self::publisher::{Publisher, extra_headers};
 use self::settle::Settler;
 use crate::interceptor::{ErasedInterceptor, Placed};
 use crate::message::{HeaderValue, Headers};
-use crate::registry::Instances;
 use crate::transport::{Topology, Transport};
 use crate::{Chaos, Error, Event, Health, Interceptor, ListenerInfo, Registry, RetryPolicy, State, naming};
 
@@ -145,8 +144,10 @@ impl Builder {
         self
     }
 
-    /// The service name: first part of every queue name and the `app_id` of published
-    /// messages. Default: `EVENTING_SERVICE`, else each listener's crate name in snake case.
+    /// The service name: first part of every queue name, the `app_id` of published messages
+    /// and the first part of the connection name (`<service>@<process id>`). Default:
+    /// `EVENTING_SERVICE`, else each listener's crate name in snake case; the bus itself is
+    /// named after its listeners' crate when they share one, else after the executable.
     pub fn service(mut self, service: impl Into<String>) -> Self {
         self.service = Some(service.into());
         self
@@ -238,18 +239,24 @@ impl Builder {
         if let Some(chaos) = &chaos {
             tracing::warn!(?chaos, "CHAOS IS ON: failures, nacks and delays are being injected on purpose");
         }
-        let mut instances = Instances::default();
-        let mut handlers = Vec::with_capacity(plan.listeners.len());
-        for listener in &plan.listeners {
-            let registered = &listener.registered;
-            let handler = (registered.descriptor.make_handler)(&mut instances, &self.state)
-                .map_err(|source| Error::MissingState { listener: registered.info.rust_type, source })?;
-            handlers.push(handler);
+        if plan.listeners.is_empty() {
+            crate::registry::warn_no_listeners();
         }
-        let interceptors = crate::interceptor::chain(&self.state, self.interceptors)?;
+        let handlers =
+            crate::registry::build_handlers(plan.listeners.iter().map(|listener| &listener.registered), &self.state);
+        let interceptors = crate::interceptor::chain(&self.state, self.interceptors);
+        let (handlers, interceptors) = match (handlers, interceptors) {
+            (Ok(handlers), Ok(interceptors)) => (handlers, interceptors),
+            // Name everything that is missing at once, listeners first.
+            (Err(Error::MissingState { mut missing }), Err(Error::MissingState { missing: more })) => {
+                missing.extend(more);
+                return Err(Error::MissingState { missing });
+            }
+            (Err(error), _) | (_, Err(error)) => return Err(error),
+        };
 
-        let Settings { exchange, service, process_id } = settings;
-        let app_id: Arc<str> = service.unwrap_or_else(default_app_id).into();
+        let Settings { exchange, process_id, .. } = settings;
+        let app_id: Arc<str> = plan.service.clone().unwrap_or_else(naming::service_from_executable).into();
         let transport = match self.transport {
             Some(transport) => transport,
             None => {
@@ -374,14 +381,6 @@ async fn launch(
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
-/// The executable's name, for the `app_id` of a bus without a configured service.
-fn default_app_id() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "eventing".into())
 }
 
 #[cfg(unix)]

@@ -32,6 +32,10 @@ pub(crate) struct PlannedListener {
 }
 
 pub(crate) struct Plan {
+    /// The service the bus runs as (connection name, `app_id`): the configured one, else
+    /// the one its listeners' crate gives them all; `None` when there are no listeners or
+    /// they come from several crates.
+    pub(crate) service: Option<String>,
     pub(crate) topology: Topology,
     pub(crate) listeners: Vec<PlannedListener>,
 }
@@ -51,6 +55,7 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
     let mut topology = Topology { exchanges: vec![config.exchange.to_owned()], ..Topology::default() };
     let mut listeners = Vec::new();
     let mut owners: HashMap<String, &'static str> = HashMap::new();
+    let mut services: Vec<String> = Vec::new();
     for registered in registry.registered() {
         let info = &registered.info;
         if !(config.include)(info) {
@@ -64,6 +69,9 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
                 service
             }
         };
+        if !services.contains(&service) {
+            services.push(service.clone());
+        }
         let shared_name = naming::listener_queue(&service, info.event, info.name);
         if let Some(first) = owners.insert(shared_name.clone(), info.rust_type) {
             let (first, second) = ordered(first, info.rust_type);
@@ -137,7 +145,12 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
             retry_queues,
         });
     }
-    Ok(Plan { topology, listeners })
+    let service = match (config.service, services.as_slice()) {
+        (Some(service), _) => Some(service.to_owned()),
+        (None, [service]) => Some(service.clone()),
+        (None, _) => None,
+    };
+    Ok(Plan { service, topology, listeners })
 }
 
 fn check(result: Result<(), String>, kind: &'static str, name: &str, origin: &str) -> Result<(), Error> {
