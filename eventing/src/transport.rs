@@ -322,6 +322,14 @@ pub enum TransportError {
     /// The connection or channel is closed.
     #[error("the connection is closed")]
     Closed,
+    /// The message was sent but the broker did not confirm it in time: it may still be
+    /// delivered (publishing it again can duplicate it). Every other publish error means it
+    /// was not taken.
+    #[error("unconfirmed, it may still be delivered: {reason}")]
+    Unconfirmed {
+        /// Why no confirm came (a timeout, a resource alarm, a lost connection).
+        reason: String,
+    },
     /// Any other broker or I/O failure.
     #[error("{context}: {source}")]
     Other {
