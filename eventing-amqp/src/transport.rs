@@ -204,6 +204,10 @@ impl Transport for AmqpTransport {
         self.link.current().is_ok() && lock(&self.consumer_links).iter().all(|link| link.current().is_ok())
     }
 
+    fn is_blocked(&self) -> bool {
+        AmqpTransport::is_blocked(self)
+    }
+
     fn consume<'a>(
         &'a self,
         queue: &'a QueueSpec,

@@ -64,6 +64,12 @@ pub trait Transport: Send + Sync + 'static {
         true
     }
 
+    /// Whether the broker refuses publishes for now (RabbitMQ's `connection.blocked`
+    /// under a memory or disk alarm): publishes wait, up to the publish timeout.
+    fn is_blocked(&self) -> bool {
+        false
+    }
+
     /// Starts consuming `queue` with at most `prefetch` unsettled deliveries.
     fn consume<'a>(
         &'a self,

@@ -466,9 +466,11 @@ impl Bus {
     /// Whether the bus is connected and every listener consuming, for readiness probes.
     pub fn health(&self) -> Health {
         let consumers = self.shared.consumers.lock().unwrap_or_else(PoisonError::into_inner);
+        let transport = self.shared.publisher.transport();
         Health::new(
             !self.shared.publisher.is_closed() && !self.shared.stop.is_cancelled(),
-            self.shared.publisher.transport().is_connected(),
+            transport.is_connected(),
+            transport.is_blocked(),
             consumers.len(),
             consumers.iter().filter(|consumer| !consumer.is_finished()).count(),
         )
