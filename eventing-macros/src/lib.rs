@@ -9,6 +9,7 @@ mod event;
 mod interceptor;
 mod listener;
 mod names;
+mod recurring;
 
 use proc_macro::TokenStream;
 
@@ -32,6 +33,14 @@ pub fn event_listener(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn interceptor(args: TokenStream, item: TokenStream) -> TokenStream {
     with_item_on_error(interceptor::expand, args, item)
+}
+
+/// Registers an `impl Recurring for T`: work that runs once per period per service.
+/// Keys: `every = "5s"` (humantime) or `cron = "0 */5 * * * *"` (with seconds, UTC), and
+/// `name = "..."` (default: the type name in snake case).
+#[proc_macro_attribute]
+pub fn recurring(args: TokenStream, item: TokenStream) -> TokenStream {
+    with_item_on_error(recurring::expand, args, item)
 }
 
 /// Expands; on error, keeps the item as written next to the errors, so the rest of the

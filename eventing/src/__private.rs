@@ -4,6 +4,7 @@ pub use ::inventory;
 pub use ::serde;
 
 pub use crate::interceptor::InterceptorDescriptor;
+pub use crate::recurring::{RecurringAttributes, RecurringDescriptor};
 pub use crate::registry::{EventDescriptor, ListenerAttributes, ListenerDescriptor};
 
 /// Implemented by `#[event]` just before `Event`, so that a missing derive is reported

@@ -89,6 +89,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The configuration file (`eventing.toml`) has a mistake.
+    #[error("{file}:{line}: `{key}`: {reason}")]
+    Config {
+        /// The file's path.
+        file: String,
+        /// The 1-based line (0 when the file cannot be read).
+        line: usize,
+        /// The dotted key, e.g. `listeners.send_welcome_mail.concurrency`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// `EVENTING_CHAOS` could not be read.
     #[error("invalid EVENTING_CHAOS: {reason}")]
     InvalidChaos {

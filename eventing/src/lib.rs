@@ -39,6 +39,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod chaos;
+mod config;
 mod context;
 mod envelope;
 mod error;
@@ -51,6 +52,7 @@ pub mod memory;
 pub mod message;
 pub mod naming;
 mod raw;
+pub mod recurring;
 mod registry;
 mod retry;
 mod runtime;
@@ -66,13 +68,14 @@ pub use context::Context;
 pub use envelope::Envelope;
 pub use error::Error;
 pub use event::{Event, Payload};
-pub use eventing_macros::{event, event_listener, interceptor};
+pub use eventing_macros::{event, event_listener, interceptor, recurring};
 pub use handler_error::HandlerError;
 pub use health::Health;
 pub use interceptor::{Interceptor, Next};
 pub use listener::{FromState, Listener};
 pub use raw::{DecodeError, RawEvent, Receivable};
+pub use recurring::Recurring;
 pub use registry::{EventInfo, ListenerInfo, ListenerMode, Registry, RetryOverride};
 pub use retry::{Backoff, RetryPolicy};
-pub use runtime::{Builder, Bus, DEFAULT_CONCURRENCY, builder, run};
+pub use runtime::{Builder, Bus, DEFAULT_CONCURRENCY, ListenerSettings, RecurringSettings, builder, run};
 pub use state::{MissingState, State};

@@ -70,6 +70,17 @@ pub trait Transport: Send + Sync + 'static {
         false
     }
 
+    /// Tries to take the service-wide lock `name` (an exclusive queue of that name on
+    /// RabbitMQ) for as long as this connection, or the returned guard, lives: `Ok(None)`
+    /// when another connection holds it. Recurring work elects its runner with it. The
+    /// default: this transport cannot elect, an error.
+    fn try_lock<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Box<dyn Lock>>, TransportError>> {
+        Box::pin(std::future::ready(Err(TransportError::Other {
+            context: format!("taking the lock `{name}`"),
+            source: "this transport cannot elect a runner for recurring work".into(),
+        })))
+    }
+
     /// Starts consuming `queue` with at most `prefetch` unsettled deliveries.
     fn consume<'a>(
         &'a self,
@@ -79,6 +90,13 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Closes the connection; unsettled deliveries go back to their queues.
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>>;
+}
+
+/// A lock taken with [`Transport::try_lock`]; dropping it releases the lock.
+pub trait Lock: Send + Sync {
+    /// Whether this connection still holds the lock, asking the broker: false once the
+    /// connection was lost (another process may hold the lock by now).
+    fn confirm(&self) -> BoxFuture<'_, bool>;
 }
 
 /// A stream of deliveries from one queue.

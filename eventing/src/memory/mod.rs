@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod lock;
 mod queue;
 mod topic;
 
@@ -419,6 +420,13 @@ impl Transport for MemoryTransport {
             })
             .map(|subscription| Box::new(subscription) as Box<dyn Subscription>);
         Box::pin(std::future::ready(result))
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn crate::transport::Lock>>, TransportError>> {
+        Box::pin(std::future::ready(lock::try_lock(&self.broker, name, self.connection)))
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {

@@ -5,8 +5,11 @@ mod consumer;
 mod handle;
 mod plan;
 mod publisher;
+mod schedule;
+mod settings;
 mod settle;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use self::consumer::Consumer;
 use self::handle::HandleStack;
 use self::plan::{PlanConfig, plan};
 pub(crate) use self::publisher::{Publisher, extra_headers};
+pub use self::settings::{ListenerSettings, RecurringSettings};
 use self::settle::Settler;
 use crate::interceptor::{ErasedInterceptor, Placed};
 use crate::message::{HeaderValue, Headers};
@@ -88,6 +92,8 @@ pub struct Builder {
     chaos: Option<Chaos>,
     include: ListenerFilter,
     interceptors: Vec<Placed>,
+    // Configuration file and recurring work (see `settings.rs`).
+    config_file: Option<PathBuf>,
 }
 
 impl Default for Builder {
@@ -107,6 +113,7 @@ impl Default for Builder {
             chaos: None,
             include: Box::new(|_| true),
             interceptors: Vec::new(),
+            config_file: None,
         }
     }
 }
@@ -225,8 +232,10 @@ impl Builder {
     /// consuming. Fails naming the culprit on duplicate names, missing listener state, a
     /// bad URL or an unreachable broker.
     pub async fn start(self) -> Result<Bus, Error> {
-        let settings = self.settings();
-        let plan = self.plan(&settings)?;
+        let file = self.load_config()?;
+        let settings = self.settings(&file);
+        let plan = self.plan(&settings, &file)?;
+        let recurring = self.plan_recurring(&settings, &file, &plan)?;
         let chaos = match self.chaos.clone() {
             Some(chaos) => Some(chaos),
             None => env("EVENTING_CHAOS")
@@ -243,9 +252,10 @@ impl Builder {
             crate::registry::warn_no_listeners();
         }
         let handlers =
-            crate::registry::build_handlers(plan.listeners.iter().map(|listener| &listener.registered), &self.state);
+            crate::registry::build_handlers(plan.listeners.iter().map(|listener| &listener.registered), &self.state)
+                .and_then(|handlers| Ok((handlers, settings::build_recurring(recurring, &self.state)?)));
         let interceptors = crate::interceptor::chain(&self.state, self.interceptors);
-        let (handlers, interceptors) = match (handlers, interceptors) {
+        let ((handlers, recurring), interceptors) = match (handlers, interceptors) {
             (Ok(handlers), Ok(interceptors)) => (handlers, interceptors),
             // Name everything that is missing at once, listeners first.
             (Err(Error::MissingState { mut missing }), Err(Error::MissingState { missing: more })) => {
@@ -260,14 +270,19 @@ impl Builder {
         let transport = match self.transport {
             Some(transport) => transport,
             None => {
-                let url = self.url.or_else(|| env("EVENTING_URL")).unwrap_or_else(|| "memory://".into());
+                let url = self.url.or_else(|| env("EVENTING_URL")).or(file.url).unwrap_or_else(|| "memory://".into());
                 connect::connect(&url, &app_id, &process_id).await?
             }
         };
         let running = Running { exchange, app_id, process_id, shutdown_timeout: self.shutdown_timeout, chaos };
         let launched = launch(&transport, &plan, handlers, interceptors, running).await;
         match launched {
-            Ok(shared) => Ok(Bus { shared: Arc::new(shared) }),
+            Ok(shared) => {
+                let scheduled =
+                    schedule::spawn(recurring, &transport, &shared.publisher, &shared.stop, self.shutdown_timeout);
+                *shared.recurring.lock().unwrap_or_else(PoisonError::into_inner) = scheduled;
+                Ok(Bus { shared: Arc::new(shared) })
+            }
             Err(error) => {
                 // Nothing may linger after a failed start: no consumer, no connection
                 // (whose recovery would otherwise keep re-declaring what it had declared).
@@ -282,28 +297,33 @@ impl Builder {
     /// What [`start`](Self::start) would declare, without connecting: the exchange, every
     /// queue with its lifetime and role, and the bindings (for `eventing topology`).
     pub fn topology(&self) -> Result<Topology, Error> {
-        Ok(self.plan(&self.settings())?.topology)
+        let file = self.load_config()?;
+        Ok(self.plan(&self.settings(&file), &file)?.topology)
     }
 
-    /// Names from the builder, else the environment, else the defaults.
-    fn settings(&self) -> Settings {
+    /// Names from the builder, else the environment, else the configuration file, else the
+    /// defaults.
+    fn settings(&self, file: &crate::config::FileConfig) -> Settings {
         Settings {
             exchange: self
                 .exchange
                 .clone()
                 .or_else(|| env("EVENTING_EXCHANGE"))
+                .or_else(|| file.exchange.clone())
                 .unwrap_or_else(|| naming::DEFAULT_EXCHANGE.into()),
-            service: self.service.clone().or_else(|| env("EVENTING_SERVICE")),
+            service: self.service.clone().or_else(|| env("EVENTING_SERVICE")).or_else(|| file.service.clone()),
             process_id: self
                 .process_id
                 .clone()
                 .or_else(|| env("EVENTING_PROCESS_ID"))
+                .or_else(|| file.process_id.clone())
                 .unwrap_or_else(naming::default_process_id),
         }
     }
 
-    fn plan(&self, settings: &Settings) -> Result<plan::Plan, Error> {
+    fn plan(&self, settings: &Settings, file: &crate::config::FileConfig) -> Result<plan::Plan, Error> {
         let registry = Registry::collect()?;
+        settings::check_file_names(file, &registry)?;
         plan(
             &registry,
             &PlanConfig {
@@ -315,6 +335,7 @@ impl Builder {
                 idle_queue_expiry: self.idle_queue_expiry,
                 retry: self.retry,
                 include: &self.include,
+                file,
             },
         )
     }
@@ -377,7 +398,14 @@ async fn launch(
         );
         consumers.push(tokio::spawn(consumer.run(subscription, stop.child_token(), shutdown_timeout)));
     }
-    Ok(Shared { publisher, stop, consumers: Mutex::new(consumers), topology: plan.topology.clone(), process_id })
+    Ok(Shared {
+        publisher,
+        stop,
+        consumers: Mutex::new(consumers),
+        topology: plan.topology.clone(),
+        process_id,
+        recurring: Mutex::default(),
+    })
 }
 
 fn env(name: &str) -> Option<String> {
@@ -411,6 +439,8 @@ struct Shared {
     consumers: Mutex<Vec<JoinHandle<()>>>,
     topology: Topology,
     process_id: String,
+    /// The schedulers of recurring work.
+    recurring: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Bus {
@@ -481,6 +511,12 @@ impl Bus {
     /// again, or from a clone, does nothing more.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.shared.stop.cancel();
+        let schedulers = std::mem::take(&mut *self.shared.recurring.lock().unwrap_or_else(PoisonError::into_inner));
+        for scheduler in schedulers {
+            if let Err(error) = scheduler.await {
+                tracing::error!(%error, "a recurring scheduler failed during shutdown");
+            }
+        }
         let consumers = std::mem::take(&mut *self.shared.consumers.lock().unwrap_or_else(PoisonError::into_inner));
         if consumers.is_empty() && self.shared.publisher.is_closed() {
             return Ok(());

@@ -17,6 +17,8 @@ pub(crate) struct PlanConfig<'a> {
     pub(crate) idle_queue_expiry: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) include: &'a dyn Fn(&crate::ListenerInfo) -> bool,
+    /// What `eventing.toml` says per listener (wins over attributes and builder).
+    pub(crate) file: &'a crate::config::FileConfig,
 }
 
 /// One listener, ready to consume.
@@ -61,6 +63,11 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
     for registered in registry.registered() {
         let info = &registered.info;
         if !(config.include)(info) {
+            continue;
+        }
+        let file = config.file.listener(info.name);
+        if file.enabled == Some(false) {
+            tracing::info!(listener = info.name, event = info.event, "disabled by the configuration file");
             continue;
         }
         let service = match config.service {
@@ -116,6 +123,7 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
         let dead_letter =
             QueueSpec { name: dead_letter_name, lifetime: QueueLifetime::Durable, role: QueueRole::DeadLetter };
         let concurrency = if info.concurrency == 0 { config.concurrency } else { info.concurrency };
+        let concurrency = file.concurrency.unwrap_or(concurrency);
         if concurrency == 0 {
             return Err(Error::InvalidListenerConfig {
                 listener: info.rust_type,
@@ -123,18 +131,19 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
                 reason: "concurrency must be at least 1".into(),
             });
         }
-        let prefetch = match (info.prefetch, config.prefetch) {
-            (0, None) => concurrency.saturating_mul(2),
-            (0, Some(prefetch)) => prefetch,
-            (prefetch, _) => prefetch,
+        let prefetch = match (file.prefetch, info.prefetch, config.prefetch) {
+            (Some(prefetch), _, _) => prefetch,
+            (None, 0, None) => concurrency.saturating_mul(2),
+            (None, 0, Some(prefetch)) => prefetch,
+            (None, prefetch, _) => prefetch,
         }
         .max(concurrency);
         topology.bindings.push(BindingSpec {
             exchange: config.exchange.to_owned(),
-            pattern: info.event.to_owned(),
+            pattern: file.pattern.clone().unwrap_or_else(|| info.event.to_owned()),
             queue: queue.name.clone(),
         });
-        let retry = info.retry.apply(config.retry);
+        let retry = file.apply(info.retry.apply(config.retry));
         let retry_queues: Vec<(Duration, String)> =
             retry.delays().into_iter().map(|delay| (delay, naming::retry_queue(&queue.name, delay))).collect();
         topology.queues.push(queue.clone());
