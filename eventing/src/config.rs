@@ -184,7 +184,10 @@ impl FileConfig {
                     "fixed" => Some(true),
                     "exponential" => Some(false),
                     other => {
-                        return Err(fail(backoff.span(), format!("`{other}`: backoff is \"fixed\" or \"exponential\"")));
+                        return Err(fail(
+                            backoff.span(),
+                            format!("`{other}`: backoff is \"fixed\" or \"exponential\""),
+                        ));
                     }
                 },
                 None => None,
