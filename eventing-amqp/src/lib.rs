@@ -49,6 +49,7 @@ mod consume;
 mod convert;
 mod lenient;
 mod link;
+mod lock;
 mod options;
 mod publish;
 mod raw;

@@ -216,6 +216,14 @@ impl Transport for AmqpTransport {
         Box::pin(self.subscribe(queue, prefetch))
     }
 
+    /// An exclusive queue on a connection of its own (see `lock.rs`).
+    fn try_lock<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn eventing::transport::Lock>>, TransportError>> {
+        Box::pin(crate::lock::try_lock(self.link.url(), &self.link.options.connection_name, name))
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(self.shut())
     }
