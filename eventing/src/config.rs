@@ -105,6 +105,10 @@ impl ListenerOverride {
             }
             _ => {}
         }
+        // A first wait longer than the exponential cap raises the cap: the file's delay is meant.
+        if let Backoff::Exponential { max } = &mut policy.backoff {
+            *max = (*max).max(policy.first_delay);
+        }
         policy
     }
 }

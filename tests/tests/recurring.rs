@@ -133,7 +133,7 @@ async fn three_buses_run_it_once_per_second_and_the_survivor_carries_on() {
 
     // Stop the runner and one other: the survivor takes over within two periods.
     let runner = before[0].0.clone();
-    let survivor = ["a", "b", "c"].into_iter().filter(|name| *name != runner).last().expect("a survivor");
+    let survivor = ["a", "b", "c"].into_iter().rfind(|name| *name != runner).expect("a survivor");
     for bus in &buses {
         if bus.process_id() != survivor {
             bus.shutdown().await.expect("shutdown");
