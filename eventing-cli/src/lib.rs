@@ -28,6 +28,8 @@
 //! The broker comes from `--url` or `EVENTING_URL` (whose value `--help` never shows).
 #![warn(missing_docs, unreachable_pub)]
 
+mod deploy;
+
 use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal, Write};
@@ -58,6 +60,11 @@ struct Cli {
 enum Command {
     /// What the registry and configuration declare: exchange, queues, bindings.
     Topology(TopologyArgs),
+    /// The configuration file (eventing.toml).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Dead-letter queues (names ending in `.dead_letter`; others are refused).
     Dlq {
         #[command(subcommand)]
@@ -85,10 +92,19 @@ struct TopologyArgs {
     /// The exchange (default: EVENTING_EXCHANGE, else `eventing`).
     #[arg(long, global = true)]
     exchange: Option<String>,
+    /// How to print it.
+    #[arg(long, value_enum, default_value_t = deploy::Format::Text)]
+    format: deploy::Format,
+    /// The configuration file (default: EVENTING_CONFIG, else ./eventing.toml when present).
+    #[arg(long, global = true)]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 enum TopologyAction {
+    /// Declare the exchange, queues and bindings the registry and configuration describe,
+    /// then exit (for a deploy step).
+    Declare,
     /// Delete the listener, retry and dead-letter queues of the linked listeners, and the
     /// exchange when nothing else is bound to it. Asks first unless --yes.
     Delete {
@@ -98,6 +114,16 @@ enum TopologyAction {
         /// Delete also queues that hold messages (dead letters included) or have consumers.
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Check a configuration file against this binary's listeners and recurring items and
+    /// print the settings each would run with.
+    Check {
+        /// The file (default: EVENTING_CONFIG, else ./eventing.toml when present).
+        path: Option<std::path::PathBuf>,
     },
 }
 
@@ -228,7 +254,16 @@ pub async fn run_in(args: impl IntoIterator<Item = OsString>, mut console: Conso
 
 async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
     match cli.command {
-        Command::Topology(TopologyArgs { action, service, exchange }) => {
+        Command::Config { action: ConfigAction::Check { path } } => {
+            let mut builder = eventing::builder();
+            if let Some(path) = path {
+                builder = builder.config_file(path);
+            }
+            let listeners = builder.listener_settings()?;
+            let recurring = builder.recurring_settings()?;
+            Ok(deploy::print_settings(builder.config_path().as_deref(), &listeners, &recurring, console.out)?)
+        }
+        Command::Topology(TopologyArgs { action, service, exchange, format, config }) => {
             let mut builder = eventing::builder();
             if let Some(service) = service {
                 builder = builder.service(service);
@@ -236,9 +271,38 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
             if let Some(exchange) = exchange {
                 builder = builder.exchange(exchange);
             }
+            if let Some(config) = config {
+                builder = builder.config_file(config);
+            }
             let topology = builder.topology()?;
             match action {
-                None => Ok(print_topology(&topology, console.out)?),
+                None => match format {
+                    deploy::Format::Text => Ok(print_topology(&topology, console.out)?),
+                    deploy::Format::Json => {
+                        let json =
+                            deploy::to_json(&topology, &builder.listener_settings()?, &builder.recurring_settings()?);
+                        Ok(writeln!(console.out, "{json:#}")?)
+                    }
+                    deploy::Format::Mermaid => Ok(deploy::to_mermaid(
+                        &topology,
+                        &builder.listener_settings()?,
+                        &builder.recurring_settings()?,
+                        console.out,
+                    )?),
+                },
+                Some(TopologyAction::Declare) => {
+                    let broker = connect(cli.url).await?;
+                    let declared = eventing::transport::Transport::declare(&broker, &topology).await;
+                    let _ = eventing::transport::Transport::close(&broker).await;
+                    declared?;
+                    Ok(writeln!(
+                        console.out,
+                        "declared exchange {}, {} queues, {} bindings",
+                        topology.exchanges.join(", "),
+                        topology.queues.len(),
+                        topology.bindings.len()
+                    )?)
+                }
                 Some(TopologyAction::Delete { yes, force }) => {
                     if topology.queues.is_empty() {
                         return Err(CliError::NoListeners);
