@@ -50,6 +50,7 @@ mod listener;
 pub mod memory;
 pub mod message;
 pub mod naming;
+pub mod observe;
 mod registry;
 mod retry;
 mod runtime;
