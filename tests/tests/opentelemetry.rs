@@ -1,6 +1,7 @@
 //! The `opentelemetry` feature: one trace from the first publish through a two-hop chain
 //! (publish A → handle A → publish B → handle B), on the in-memory transport and on
-//! RabbitMQ, recorded by the SDK's in-memory exporter.
+//! RabbitMQ, recorded by the SDK's in-memory exporter; and a retried delivery's attempts
+//! both continue the publisher's trace.
 //!
 //! One subscriber and one exporter serve the whole binary (both are global); each test
 //! runs on its own exchange and picks its spans by `messaging.destination.name`.
@@ -53,6 +54,26 @@ pub struct NotifyCustomer;
 impl Listener<OrderShipped> for NotifyCustomer {
     async fn on(&self, shipped: OrderShipped, _ctx: &Context) -> Result<(), HandlerError> {
         DONE.lock().unwrap_or_else(PoisonError::into_inner).insert(shipped.run);
+        Ok(())
+    }
+}
+
+#[event(name = "otel.flaky")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flaky {
+    pub run: String,
+}
+
+#[derive(Default)]
+pub struct FailOnce;
+
+#[event_listener]
+impl Listener<Flaky> for FailOnce {
+    async fn on(&self, flaky: Flaky, ctx: &Context) -> Result<(), HandlerError> {
+        if ctx.attempt() == 1 {
+            return Err(HandlerError::msg("first attempt fails"));
+        }
+        DONE.lock().unwrap_or_else(PoisonError::into_inner).insert(flaky.run);
         Ok(())
     }
 }
@@ -191,5 +212,47 @@ async fn one_trace_through_a_two_hop_chain_on_rabbitmq() {
     match chain {
         Ok(spans) => assert_one_trace(&spans, "rabbitmq"),
         Err(failed) => std::panic::resume_unwind(failed.into_panic()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_delivery_continues_the_trace() {
+    let (provider, exporter) = telemetry();
+    let exchange = unique("otel-retry");
+    let bus = eventing::builder()
+        .transport(MemoryBroker::new().transport())
+        .service("otel")
+        .exchange(exchange.clone())
+        .retry_policy(eventing::RetryPolicy::fixed(2, Duration::from_millis(20)))
+        .listeners(only_this_chain)
+        .start()
+        .await
+        .expect("start");
+    bus.publish(&Flaky { run: exchange.clone() }).await.expect("publish");
+    let deadline = Instant::now() + WAIT;
+    while !DONE.lock().unwrap_or_else(PoisonError::into_inner).contains(&exchange) {
+        assert!(Instant::now() < deadline, "the second attempt did not succeed within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bus.shutdown().await.expect("shutdown");
+    provider.force_flush().expect("flush");
+
+    let spans = exporter.get_finished_spans().expect("finished spans");
+    let destination = Value::from(exchange.clone());
+    let publish = spans
+        .iter()
+        .find(|span| {
+            span.name == "publish otel.flaky" && attribute(span, "messaging.destination.name") == Some(&destination)
+        })
+        .expect("the publish span");
+    let attempts: Vec<&SpanData> = spans
+        .iter()
+        .filter(|span| {
+            span.name == "process otel.flaky" && span.span_context.trace_id() == publish.span_context.trace_id()
+        })
+        .collect();
+    assert_eq!(attempts.len(), 2, "both attempts are in the publisher's trace: {spans:#?}");
+    for attempt in attempts {
+        assert_eq!(attempt.parent_span_id, publish.span_context.span_id(), "{attempt:#?}");
     }
 }
