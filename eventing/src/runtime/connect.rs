@@ -57,3 +57,17 @@ pub(crate) fn known_schemes() -> Vec<&'static str> {
     }
     schemes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_names_the_messaging_system_of_a_transport_that_does_not() {
+        assert_eq!(system_of("amqp://guest:guest@localhost:5672/%2f"), "rabbitmq");
+        assert_eq!(system_of("amqps://broker.example"), "rabbitmq");
+        assert_eq!(system_of("memory://"), "memory");
+        assert_eq!(system_of("kafka://broker"), OTHER_SYSTEM);
+        assert_eq!(system_of("no scheme"), OTHER_SYSTEM);
+    }
+}
