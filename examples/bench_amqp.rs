@@ -249,11 +249,14 @@ async fn with_eventing(url: &str, messages: u64, stamp: &str) -> Result<(f64, f6
     let consumer = configured().start().await?;
     done.await;
     let consume = rate(messages, started.elapsed());
+    let topology = consumer.topology().clone();
     consumer.shutdown().await?;
 
+    // Everything the bus declared: the listener, retry and dead-letter queues, the exchange.
     let admin = AmqpTransport::connect(url, AmqpOptions::default()).await?;
-    admin.delete_queue(&eventing::naming::listener_queue(&service, "bench.order_settled", "settle")).await?;
-    admin.delete_queue(&eventing::naming::dead_letter_queue(&service, "bench.order_settled", "settle")).await?;
+    for queue in &topology.queues {
+        admin.delete_queue(&queue.name).await?;
+    }
     admin.delete_exchange(&exchange).await?;
     Ok((publish, consume))
 }
