@@ -52,6 +52,7 @@ pub mod message;
 pub mod naming;
 mod raw;
 mod registry;
+mod report;
 mod retry;
 mod runtime;
 mod state;

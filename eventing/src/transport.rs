@@ -349,6 +349,6 @@ pub enum TransportError {
 
 impl fmt::Debug for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::error::report(self, f)
+        crate::report::report(self, f)
     }
 }
