@@ -20,7 +20,7 @@ use eventing::transport::{BoxFuture, Settle, TransportError, ready};
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tokio::sync::Notify;
 
-use crate::link::{lock, other};
+use crate::util::{lock, other};
 
 /// The acknowledgement state of one subscription.
 #[derive(Default)]
@@ -129,13 +129,26 @@ impl AckBatcher {
     }
 
     /// Stops the flusher after a last flush.
+    ///
+    /// Then closes the consumer's channel and waits for the broker's close-ok: a channel
+    /// merely dropped is closed by lapin in the background, and when the connection closes
+    /// at the same moment lapin logs a connection error ("invalid channel state: Closing")
+    /// on every graceful shutdown.
     pub(crate) async fn close(&self) {
         self.flush().await;
-        let mut state = self.state();
-        state.closed = true;
-        state.channel = None;
-        drop(state);
+        let channel = {
+            let mut state = self.state();
+            state.closed = true;
+            state.channel.take()
+        };
         self.flush_needed.notify_one();
+        if let Some(channel) = channel.filter(|channel| channel.status().connected()) {
+            // Acks go out before the close on the same channel, so the broker has them all.
+            let closing = channel.close(200, "eventing: consumer done".into());
+            if let Ok(Err(error)) = tokio::time::timeout(SETTLE_TIMEOUT, closing).await {
+                tracing::debug!(%error, "closing a consumer's channel failed; the connection close ends it");
+            }
+        }
     }
 
     fn finished(&self, generation: u64, tag: u64, acker: lapin::Acker) {

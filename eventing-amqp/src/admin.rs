@@ -1,11 +1,11 @@
 //! Operator access to queues: read messages without consuming them, delete what a test or
-//! an operator no longer needs.
+//! an operator no longer needs. Messages are read through the lenient reader (`raw`), so a
+//! message lapin cannot parse is shown and requeued instead of hanging the call.
 
-use eventing::message::{Message, header};
-use eventing::transport::{QueueLifetime, QueueRole, QueueSpec, Route, TransportError};
+use eventing::message::{HeaderValue, Message, header};
+use eventing::transport::{QueueLifetime, QueueRole, QueueSpec, Route, TransportError, redact_url};
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions,
-    QueueDeleteOptions, QueuePurgeOptions,
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
@@ -13,8 +13,13 @@ use lapin::{Channel, ExchangeKind};
 use crate::AmqpTransport;
 use crate::QueueType;
 use crate::convert;
-use crate::link::other;
+use crate::raw::{Fetched, RawClient, RawError};
 use crate::topology::{declare_error, queue_arguments};
+use crate::util::other;
+
+/// The header [`AmqpTransport::peek`] adds to a message lapin could not have read: which
+/// fields were not UTF-8, with their bytes in hex.
+pub const UNREADABLE: &str = "x-eventing-unreadable";
 
 impl AmqpTransport {
     /// A short-lived channel on the current connection.
@@ -23,21 +28,35 @@ impl AmqpTransport {
     }
 
     /// Up to `limit` messages of `queue`, left in the queue: they are fetched without
-    /// acknowledging and return when the channel closes (marked redelivered).
+    /// acknowledging and return when the reading connection closes (marked redelivered).
+    ///
+    /// Read leniently on a short-lived connection of its own: a message lapin cannot parse (a
+    /// short-string field that is not UTF-8) is returned with the bad bytes escaped as
+    /// `\xNN` and an [`UNREADABLE`](crate::UNREADABLE) header saying which field it was,
+    /// instead of failing (or hanging) the call.
     pub async fn peek(&self, queue: &str, limit: usize) -> Result<Vec<Message>, TransportError> {
-        let channel = self.admin_channel().await?;
-        let mut messages = Vec::new();
-        while messages.len() < limit {
-            let fetched = channel
-                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(|error| declare_error(&format!("queue `{queue}`"), error))?;
-            let Some(fetched) = fetched else { break };
-            let delivery = fetched.delivery;
-            messages.push(convert::message(delivery.data, &delivery.properties, delivery.routing_key.as_str()));
-        }
-        channel.close(200, "peek done".into()).await.map_err(|error| other("closing the peek channel", error))?;
-        Ok(messages)
+        let client = self.raw_client().await?;
+        let name = queue.to_owned();
+        let fetched = client
+            .run(move |connection| {
+                let mut fetched = Vec::new();
+                while fetched.len() < limit {
+                    let Some(message) = connection.get(&name)? else { break };
+                    fetched.push(message);
+                }
+                Ok(fetched)
+            })
+            .await;
+        client.close().await;
+        Ok(fetched.map_err(|error| raw_error(queue, error))?.into_iter().map(readable).collect())
+    }
+
+    /// A short-lived lenient reader on a connection of its own.
+    async fn raw_client(&self) -> Result<RawClient, TransportError> {
+        let name = format!("{} (operator)", self.link.options.connection_name);
+        RawClient::open(self.link.url(), &name)
+            .await
+            .map_err(|error| TransportError::Connect { url: redact_url(self.link.url()), reason: error.to_string() })
     }
 
     /// How many messages `queue` holds; an error naming the queue when it does not exist.
@@ -59,41 +78,9 @@ impl AmqpTransport {
     }
 
     /// Moves up to `limit` dead letters of `dead_letter_queue` back to the queue each came
-    /// from (its `x-eventing-original-queue` header), as a first attempt again. Each one is
-    /// published with a confirm and only then removed from the dead-letter queue, so an
-    /// interrupted requeue loses nothing (at worst a message is requeued twice). Returns how
-    /// many moved.
+    /// from, as [`requeue_dead_letters_once`](Self::requeue_dead_letters_once) does.
     pub async fn requeue_dead_letters(&self, dead_letter_queue: &str, limit: usize) -> Result<usize, TransportError> {
-        self.message_count(dead_letter_queue).await?;
-        let channel = self.admin_channel().await?;
-        let mut moved = 0;
-        while moved < limit {
-            let fetched = channel
-                .basic_get(dead_letter_queue.into(), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(|error| declare_error(&format!("queue `{dead_letter_queue}`"), error))?;
-            let Some(fetched) = fetched else { break };
-            let delivery = fetched.delivery;
-            let mut message = convert::message(delivery.data, &delivery.properties, delivery.routing_key.as_str());
-            let Some(original) = message.header_text(header::ORIGINAL_QUEUE).map(str::to_owned) else {
-                let _ = channel.close(200, "requeue stopped".into()).await;
-                return Err(TransportError::Other {
-                    context: format!("requeueing message {} from `{dead_letter_queue}`", message.message_id),
-                    source: "it has no x-eventing-original-queue header: not an eventing dead letter".into(),
-                });
-            };
-            message.attempt = 1;
-            message.headers.remove(header::ATTEMPTS);
-            crate::publish::publish(&self.link, Route::Queue(&original), &message).await?;
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .map_err(|error| other("removing a requeued dead letter", error))?;
-            moved += 1;
-        }
-        channel.close(200, "requeue done".into()).await.map_err(|error| other("closing the requeue channel", error))?;
-        Ok(moved)
+        self.requeue_dead_letters_once(dead_letter_queue, limit, |_, _| {}).await
     }
 
     /// Deletes a queue and its messages; a queue that does not exist is not an error.
@@ -176,18 +163,18 @@ impl AmqpTransport {
     ) -> Result<usize, TransportError> {
         let count = self.message_count(dead_letter_queue).await?;
         let budget = usize::try_from(count).unwrap_or(usize::MAX).min(limit);
-        let channel = self.admin_channel().await?;
+        // Read leniently (see `peek`): an unreadable dead letter is requeued readable.
+        let client = self.raw_client().await?;
         let dead_letter_suffix = format!(".{}", eventing::naming::DEAD_LETTER_SUFFIX);
         let mut moved = 0;
         let outcome = async {
             while moved < budget {
-                let fetched = channel
-                    .basic_get(dead_letter_queue.into(), BasicGetOptions { no_ack: false })
-                    .await
-                    .map_err(|error| declare_error(&format!("queue `{dead_letter_queue}`"), error))?;
-                let Some(fetched) = fetched else { break };
-                let delivery = fetched.delivery;
-                let mut message = convert::message(delivery.data, &delivery.properties, delivery.routing_key.as_str());
+                let name = dead_letter_queue.to_owned();
+                let fetched = client.run(move |connection| connection.get(&name)).await;
+                let Some(fetched) = fetched.map_err(|error| raw_error(dead_letter_queue, error))? else { break };
+                let tag = fetched.delivery_tag;
+                let mut message = readable(fetched);
+                message.headers.remove(UNREADABLE);
                 let refuse = |why: String| TransportError::Other {
                     context: format!("requeueing message {} from `{dead_letter_queue}`", message.message_id),
                     source: why.into(),
@@ -213,21 +200,19 @@ impl AmqpTransport {
                 message.attempt = 1;
                 message.headers.remove(header::ATTEMPTS);
                 crate::publish::publish(&self.link, Route::Queue(&original), &message).await?;
-                delivery
-                    .acker
-                    .ack(BasicAckOptions::default())
+                client
+                    .run(move |connection| connection.ack(tag))
                     .await
-                    .map_err(|error| other("removing a requeued dead letter", error))?;
+                    .map_err(|error| raw_error(dead_letter_queue, error))?;
                 moved += 1;
                 on_moved(&message, &original);
             }
             Ok::<(), TransportError>(())
         }
         .await;
-        // Closing the channel returns a message the loop stopped at to the dead-letter queue.
-        let closed = channel.close(200, "requeue done".into()).await;
+        // Closing the connection returns a message the loop stopped at to the dead-letter queue.
+        client.close().await;
         outcome?;
-        closed.map_err(|error| other("closing the requeue channel", error))?;
         Ok(moved)
     }
 
@@ -258,5 +243,26 @@ impl AmqpTransport {
             Err(TransportError::Conflict { .. }) => Ok(false),
             Err(error) => Err(error),
         }
+    }
+}
+
+/// A fetched message as eventing's, with [`UNREADABLE`] when some field was not UTF-8.
+fn readable(fetched: Fetched) -> Message {
+    let mut message = convert::message(fetched.body, &fetched.header.properties, &fetched.routing_key);
+    if !fetched.header.problems.is_empty() {
+        message.headers.insert(UNREADABLE.into(), HeaderValue::Text(fetched.header.problems.join("; ")));
+    }
+    message
+}
+
+/// A raw client's error as the transport's, naming the queue (a missing queue is `NotFound`,
+/// an exclusive queue of another connection `Locked`, as for lapin's errors).
+fn raw_error(queue: &str, error: RawError) -> TransportError {
+    match error {
+        RawError::Closed { code: 404, text, .. } => {
+            TransportError::NotFound { object: format!("queue `{queue}` ({text})") }
+        }
+        RawError::Closed { code: 405, .. } => TransportError::Locked { queue: queue.to_owned() },
+        error => TransportError::Other { context: format!("reading queue `{queue}`"), source: Box::new(error) },
     }
 }

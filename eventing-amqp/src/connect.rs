@@ -2,7 +2,7 @@
 
 use eventing::transport::{TransportError, redact_url};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties, ErrorKind};
 
 /// Opens one connection. Fails at once (no retry) with an error naming the host, port,
@@ -26,6 +26,10 @@ fn connect_error(url: &str, uri: &AMQPUri, error: &lapin::Error) -> TransportErr
         ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             format!("nothing accepts connections at {host}:{port} (connection refused): check the host and port")
         }
+        ErrorKind::IOError(io) if uri.scheme == AMQPScheme::AMQPS && tls_mismatch(io) => format!(
+            "the TLS handshake with {host}:{port} failed ({io}): is this a plain AMQP port? `amqps://` needs \
+             RabbitMQ's TLS listener (5671 by default); use `amqp://` for a plain one"
+        ),
         ErrorKind::IOError(io) => format!("cannot reach {host}:{port}: {io}"),
         ErrorKind::ProtocolError(amqp) => match amqp.kind() {
             AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)
@@ -44,4 +48,15 @@ fn connect_error(url: &str, uri: &AMQPUri, error: &lapin::Error) -> TransportErr
         other => format!("{other:?}"),
     };
     TransportError::Connect { url: redact_url(url), reason }
+}
+
+/// Whether an I/O error of a TLS connection looks like the peer does not speak TLS: rustls
+/// reports the plain AMQP greeting as a corrupt TLS record (`InvalidContentType`), other
+/// backends as invalid data or a handshake failure.
+fn tls_mismatch(io: &std::io::Error) -> bool {
+    let text = io.to_string();
+    io.kind() == std::io::ErrorKind::InvalidData
+        || ["InvalidContentType", "corrupt message", "wrong version number", "handshake"]
+            .iter()
+            .any(|sign| text.contains(sign))
 }

@@ -1,12 +1,14 @@
 //! A listener's subscription: its own channel and prefetch, deliveries converted to
-//! eventing's, restarted by the link on every new connection.
+//! eventing's, restarted by its link on every new connection (it implements the link's
+//! [`Restore`]); after a connection lapin dropped on an unreadable frame, the unreadable
+//! messages are dead-lettered first (`rescue`).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
-use eventing::transport::{Acker, BoxFuture, Delivery, QueueSpec, Subscription, TransportError};
+use eventing::transport::{Acker, BoxFuture, Delivery, QueueLifetime, QueueSpec, Subscription, TransportError};
 use futures_util::{Stream, StreamExt};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -15,7 +17,9 @@ use tokio::sync::mpsc;
 
 use crate::acks::{AckBatcher, BatchedAcker};
 use crate::convert;
-use crate::link::{Session, lock, other};
+use crate::link::{Restore, Resume, Session};
+use crate::rescue::{self, Target};
+use crate::util::{lock, other};
 
 type DeliverySender = mpsc::UnboundedSender<Result<Delivery, TransportError>>;
 
@@ -24,6 +28,8 @@ pub(crate) struct ConsumerSlot {
     queue: QueueSpec,
     prefetch: u16,
     tag: String,
+    /// Where unreadable messages of the queue go.
+    rescue: Target,
     /// `None` once cancelled: not restarted, and the stream ends when the pump stops.
     deliveries: Mutex<Option<DeliverySender>>,
     channel: Mutex<Option<Channel>>,
@@ -34,7 +40,7 @@ pub(crate) struct ConsumerSlot {
 }
 
 impl ConsumerSlot {
-    pub(crate) fn new(queue: QueueSpec, prefetch: u16, tag: String) -> (Arc<Self>, AmqpSubscription) {
+    pub(crate) fn new(queue: QueueSpec, prefetch: u16, tag: String, rescue: Target) -> (Arc<Self>, AmqpSubscription) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let acks = Arc::new(AckBatcher::default());
         tokio::spawn(Arc::clone(&acks).run_flusher());
@@ -42,6 +48,7 @@ impl ConsumerSlot {
             queue,
             prefetch,
             tag,
+            rescue,
             deliveries: Mutex::new(Some(sender)),
             channel: Mutex::new(None),
             acks,
@@ -53,7 +60,7 @@ impl ConsumerSlot {
 
     /// Opens a channel with this consumer's prefetch and consumes on it; a pump task
     /// forwards the deliveries until that channel or connection ends.
-    pub(crate) async fn start(&self, session: &Arc<Session>) -> Result<(), TransportError> {
+    async fn start(&self, session: &Arc<Session>) -> Result<(), TransportError> {
         if lock(&self.deliveries).is_none() {
             return Ok(());
         }
@@ -91,6 +98,21 @@ impl ConsumerSlot {
         Ok(())
     }
 
+    /// Dead-letters what lapin could not read, then consumes again on `session`.
+    async fn resume(&self, session: &Arc<Session>, resume: Resume) -> Result<(), TransportError> {
+        if resume == Resume::AfterUnreadableFrame && lock(&self.deliveries).is_some() {
+            if self.queue.lifetime == QueueLifetime::Exclusive {
+                // An exclusive queue went with the connection lapin dropped, and the message
+                // with it (as everything in such a queue does on any connection loss).
+                tracing::warn!(queue = %self.queue.name, "the per-process queue was deleted with its connection, the unreadable message with it");
+            } else {
+                // The poison was at most `prefetch` deliveries behind the head when lapin failed.
+                rescue::dead_letter_unreadable(&self.rescue, usize::from(self.prefetch.max(1)) + 1).await?;
+            }
+        }
+        self.start(session).await
+    }
+
     async fn cancel(&self) -> Result<(), TransportError> {
         self.cancelled.store(true, Ordering::Release);
         lock(&self.deliveries).take();
@@ -102,6 +124,12 @@ impl ConsumerSlot {
                 .map_err(|error| other("cancelling the consumer", error)),
             _ => Ok(()),
         }
+    }
+}
+
+impl Restore for ConsumerSlot {
+    fn restore<'a>(&'a self, session: &'a Arc<Session>, resume: Resume) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(self.resume(session, resume))
     }
 }
 

@@ -18,11 +18,21 @@
 //!   `eventing::naming`), a durable dead-letter queue per listener, and the bindings;
 //!   a queue that exists with other arguments is a start error naming it;
 //! - publishes with publisher confirms (always; `publish` returns after the broker's ack),
-//!   pipelined over shared channels (one by default: it measured fastest here);
+//!   pipelined over shared channels (one by default: it measured fastest here); a publish
+//!   that gets no confirm in time fails with `TransportError::Unconfirmed` (it may still be
+//!   delivered: do not blindly publish it again), any other failure means it was not taken;
+//! - opens one connection for publishing and one per listener (so a listener's trouble
+//!   never stalls the others or the publishers: see the `transport` module);
 //! - consumes each listener on its own channel with its own prefetch (never global QoS),
 //!   acknowledging only what its handler finished;
-//! - heals a lost connection: reconnects with backoff, declares the topology again and
-//!   restarts every consumer; publishes during the outage wait (bounded by the publish
+//! - dead-letters a message lapin cannot parse (invalid UTF-8 in a header name, `type`,
+//!   `message_id`, ...) with the reason in `x-eventing-error`, instead of reconnecting to it
+//!   for ever (see the `rescue` module); [`AmqpTransport::peek`] shows such a message
+//!   escaped, with an [`UNREADABLE`] header;
+//! - waits, bounded by the publish timeout, while RabbitMQ blocks the connection (memory
+//!   or disk alarm), logs it, and reports it in [`AmqpTransport::is_blocked`];
+//! - heals a lost connection: reconnects with jittered backoff, declares the topology again
+//!   and restarts every consumer; publishes during the outage wait (bounded by the publish
 //!   timeout) and return only after the broker confirmed them. (lapin's own recovery hangs
 //!   on a reset connection, see the `link` module.)
 //!
@@ -37,12 +47,17 @@ mod admin;
 mod connect;
 mod consume;
 mod convert;
+mod lenient;
 mod link;
 mod options;
 mod publish;
+mod raw;
+mod rescue;
 mod topology;
 mod transport;
+mod util;
 
+pub use admin::UNREADABLE;
 pub use options::{AmqpOptions, QueueType};
 pub use transport::AmqpTransport;
 

@@ -1,67 +1,108 @@
-//! A connection that heals itself: when RabbitMQ drops it (restart, network reset), a
-//! supervisor reconnects with backoff, declares the recorded topology again and restarts
-//! every consumer; publishes wait, bounded, for the new connection.
+//! A connection that heals itself: when RabbitMQ drops it (restart, network reset, a frame
+//! lapin cannot parse), a supervisor reconnects with jittered backoff, declares the recorded
+//! topology again and restores everything registered on it (see [`Restore`]); publishes wait,
+//! bounded, for the new connection.
 //!
 //! Why not lapin's own recovery: with `enable_auto_recover`, a connection *reset* (TCP RST,
 //! as `rabbitmqctl stop_app` produces about one time in three here) leaves lapin's recovery
 //! stuck: no error reaches consumers or pending confirms and nothing reconnects (lapin issue
 //! #450 reports the same hang). Without it, lapin fails every pending operation promptly on
 //! any connection loss, which is the behaviour this supervisor builds on.
+//!
+//! Backoff: the first reconnect after a loss is immediate, unless the connection that was
+//! lost had lived less than [`STABLE`]: then the backoff carries on from where the previous
+//! loss left it. Without that, a connection that fails at once every time (a message lapin
+//! cannot parse, redelivered on every connect) was reconnected about 90 times in 10 s.
+//! Every delay is jittered (between half and all of it), so processes that lost the broker
+//! together do not come back in lockstep.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use eventing::transport::{BindingSpec, QueueSpec, Topology, TransportError};
+use eventing::transport::{BindingSpec, BoxFuture, QueueSpec, Topology, TransportError};
+use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ErrorKind};
 use tokio::sync::{Notify, watch};
 
-use crate::consume::ConsumerSlot;
 use crate::options::AmqpOptions;
+use crate::util::{lock, other};
 use crate::{connect, topology};
 
 /// How often the supervisor looks at the connection's state (it is also woken at once when
 /// an operation fails).
 const HEALTH_CHECK: Duration = Duration::from_millis(250);
-/// Reconnect backoff: from the first to the largest delay, doubling.
+/// Reconnect backoff: from the first to the largest delay, doubling, each jittered.
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const LARGEST_RETRY: Duration = Duration::from_secs(5);
+/// A connection that lived this long was healthy: the next loss starts the backoff afresh.
+const STABLE: Duration = Duration::from_secs(10);
+/// How long closing a lost connection may take (a blocked connection never answers).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Locks a mutex of this crate; no critical section can panic half-way, so poisoning is ignored.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// Why [`Restore::restore`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// The first start on the link's first connection.
+    First,
+    /// A new connection replaced one that was lost.
+    AfterLoss,
+    /// A new connection replaced one lapin dropped because a frame did not parse: a message
+    /// that lapin cannot read is on the way to a consumer of this connection.
+    AfterUnreadableFrame,
 }
 
-pub(crate) fn other(context: &str, error: lapin::Error) -> TransportError {
-    TransportError::Other { context: context.to_owned(), source: Box::new(error) }
+/// Something that lives on a link's connection and must be started again on every new one
+/// (a consumer). The link owns this trait, so the link never needs to know what a consumer is.
+pub(crate) trait Restore: Send + Sync {
+    /// Starts on `session`; `resume` says why.
+    fn restore<'a>(&'a self, session: &'a Arc<Session>, resume: Resume) -> BoxFuture<'a, Result<(), TransportError>>;
 }
 
-/// One live connection with its publish channels.
+/// One live connection with its publish channels (none on a consumer's connection).
 pub(crate) struct Session {
     pub(crate) connection: Connection,
     publish_channels: Mutex<Vec<Channel>>,
     next: AtomicUsize,
     pub(crate) generation: u64,
+    opened: tokio::time::Instant,
     /// Set when an operation on this connection failed at the connection level: lapin's
     /// status can still say "connected" after a reset, so failures decide too.
     broken: AtomicBool,
+    /// Set when lapin dropped the connection because a frame did not parse.
+    unreadable: AtomicBool,
+    /// Why RabbitMQ blocked this connection (`connection.blocked`: a resource alarm), while
+    /// it does.
+    blocked: Mutex<Option<String>>,
 }
 
 impl Session {
-    async fn open(url: &str, options: &AmqpOptions, generation: u64) -> Result<Self, TransportError> {
+    async fn open(
+        url: &str,
+        options: &AmqpOptions,
+        publish_channels: usize,
+        generation: u64,
+        trouble: Weak<Notify>,
+    ) -> Result<Arc<Self>, TransportError> {
         let connection = connect::open(url, &options.connection_name).await?;
-        let mut channels = Vec::with_capacity(options.publish_channels.max(1));
-        for _ in 0..options.publish_channels.max(1) {
+        let events = connection.events_listener();
+        let mut channels = Vec::with_capacity(publish_channels);
+        for _ in 0..publish_channels {
             channels.push(confirming_channel(&connection).await?);
         }
-        Ok(Self {
+        let session = Arc::new(Self {
             connection,
             publish_channels: Mutex::new(channels),
             next: AtomicUsize::new(0),
             generation,
+            opened: tokio::time::Instant::now(),
             broken: AtomicBool::new(false),
-        })
+            unreadable: AtomicBool::new(false),
+            blocked: Mutex::new(None),
+        });
+        tokio::spawn(watch_events(events, Arc::downgrade(&session), trouble, options.connection_name.clone()));
+        Ok(session)
     }
 
     /// A publish channel; one the broker closed (a channel error) is replaced first.
@@ -69,6 +110,12 @@ impl Session {
         let slot = self.next.fetch_add(1, Ordering::Relaxed);
         let channel = {
             let channels = lock(&self.publish_channels);
+            if channels.is_empty() {
+                return Err(TransportError::Other {
+                    context: "publishing".into(),
+                    source: "this connection has no publish channels (it is a consumer's)".into(),
+                });
+            }
             channels[slot % channels.len()].clone()
         };
         if channel.status().connected() || !self.connection.status().connected() {
@@ -88,6 +135,65 @@ impl Session {
     /// An operation failed at the connection level: treat the connection as lost.
     pub(crate) fn mark_broken(&self) {
         self.broken.store(true, Ordering::Release);
+    }
+
+    /// Why RabbitMQ blocks this connection (a memory or disk alarm), while it does:
+    /// publishes wait for it, up to the publish timeout.
+    pub(crate) fn blocked(&self) -> Option<String> {
+        lock(&self.blocked).clone()
+    }
+
+    /// Closes the connection; gives up after [`CLOSE_TIMEOUT`] (a blocked or dead connection
+    /// never answers), then drops it, which makes lapin stop its I/O loop.
+    async fn close(&self, code: u16, text: &str) -> Result<(), lapin::Error> {
+        match tokio::time::timeout(CLOSE_TIMEOUT, self.connection.close(code, text.into())).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::debug!(generation = self.generation, "the connection did not answer its close in time");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Follows lapin's connection events: a frame that did not parse marks the session
+/// unreadable (and lost), `connection.blocked`/`unblocked` are logged and recorded.
+async fn watch_events(
+    mut events: impl futures_util::Stream<Item = lapin::Event> + Unpin,
+    session: Weak<Session>,
+    trouble: Weak<Notify>,
+    connection_name: String,
+) {
+    loop {
+        // Bounded, so the task also ends when the session is gone but lapin keeps the stream.
+        let event = match tokio::time::timeout(HEALTH_CHECK * 20, events.next()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(_) if session.strong_count() == 0 => return,
+            Err(_) => continue,
+        };
+        let Some(session) = session.upgrade() else { return };
+        match event {
+            lapin::Event::Error(error) if matches!(error.kind(), ErrorKind::ParsingError(_)) => {
+                tracing::warn!(connection = %connection_name, %error, "RabbitMQ sent a frame lapin cannot parse (a message with invalid UTF-8 in a short-string field); dead-lettering it");
+                session.unreadable.store(true, Ordering::Release);
+                session.mark_broken();
+            }
+            // Other errors include channel errors (a refused declare): not a lost connection,
+            // which the supervisor detects from the connection's status and failed operations.
+            lapin::Event::ConnectionBlocked(reason) => {
+                tracing::warn!(connection = %connection_name, %reason, "RabbitMQ blocked the connection (resource alarm): publishes wait until it is unblocked, up to the publish timeout, then fail as unconfirmed");
+                *lock(&session.blocked) = Some(reason);
+            }
+            lapin::Event::ConnectionUnblocked => {
+                tracing::info!(connection = %connection_name, "RabbitMQ unblocked the connection");
+                *lock(&session.blocked) = None;
+            }
+            _ => continue,
+        }
+        if let Some(trouble) = trouble.upgrade() {
+            trouble.notify_one();
+        }
     }
 }
 
@@ -112,30 +218,43 @@ struct Recorded {
 pub(crate) struct Link {
     url: String,
     pub(crate) options: AmqpOptions,
+    publish_channels: usize,
     session: watch::Sender<Option<Arc<Session>>>,
     generations: AtomicU64,
     closed: AtomicBool,
-    trouble: Notify,
+    trouble: Arc<Notify>,
     recorded: Mutex<Recorded>,
-    consumers: Mutex<Vec<Weak<ConsumerSlot>>>,
+    restorers: Mutex<Vec<Weak<dyn Restore>>>,
 }
 
 impl Link {
-    /// Connects (failing at once on a bad URL) and starts the supervisor.
-    pub(crate) async fn connect(url: &str, options: AmqpOptions) -> Result<Arc<Self>, TransportError> {
-        let session = Session::open(url, &options, 0).await?;
+    /// Connects (failing at once on a bad URL) and starts the supervisor. The connection
+    /// has `publish_channels` confirming channels (0 for a consumer's connection).
+    pub(crate) async fn connect(
+        url: &str,
+        options: AmqpOptions,
+        publish_channels: usize,
+    ) -> Result<Arc<Self>, TransportError> {
+        let trouble = Arc::new(Notify::new());
+        let session = Session::open(url, &options, publish_channels, 0, Arc::downgrade(&trouble)).await?;
         let link = Arc::new(Self {
             url: url.to_owned(),
             options,
-            session: watch::Sender::new(Some(Arc::new(session))),
+            publish_channels,
+            session: watch::Sender::new(Some(session)),
             generations: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            trouble: Notify::new(),
+            trouble,
             recorded: Mutex::default(),
-            consumers: Mutex::default(),
+            restorers: Mutex::default(),
         });
         tokio::spawn(supervise(Arc::downgrade(&link)));
         Ok(link)
+    }
+
+    /// The URL this link connects to (with credentials: never log it).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// The current session, waiting up to `deadline` while reconnecting.
@@ -205,17 +324,17 @@ impl Link {
         Ok(())
     }
 
-    /// Registers a consumer to restart after every reconnect, and starts it now.
-    pub(crate) async fn add_consumer(&self, slot: &Arc<ConsumerSlot>) -> Result<(), TransportError> {
-        lock(&self.consumers).push(Arc::downgrade(slot));
+    /// Registers something to restore after every reconnect, and starts it now.
+    pub(crate) async fn add(&self, restorer: Arc<dyn Restore>) -> Result<(), TransportError> {
+        lock(&self.restorers).push(Arc::downgrade(&restorer));
         let session = self.current()?;
-        slot.start(&session).await
+        restorer.restore(&session, Resume::First).await
     }
 
-    pub(crate) fn consumers(&self) -> Vec<Arc<ConsumerSlot>> {
-        let mut consumers = lock(&self.consumers);
-        consumers.retain(|slot| slot.strong_count() > 0);
-        consumers.iter().filter_map(Weak::upgrade).collect()
+    fn restorers(&self) -> Vec<Arc<dyn Restore>> {
+        let mut restorers = lock(&self.restorers);
+        restorers.retain(|restorer| restorer.strong_count() > 0);
+        restorers.iter().filter_map(Weak::upgrade).collect()
     }
 
     /// Stops healing and closes the connection.
@@ -224,7 +343,7 @@ impl Link {
         self.trouble.notify_one();
         let session = self.session.send_replace(None);
         let Some(session) = session.filter(|session| session.is_alive()) else { return Ok(()) };
-        match session.connection.close(200, "eventing: shutting down".into()).await {
+        match session.close(200, "eventing: shutting down").await {
             Ok(()) => Ok(()),
             // lapin reports a channel that was already closing; the connection closes anyway.
             Err(error) if matches!(error.kind(), ErrorKind::InvalidChannelState(..)) => {
@@ -235,15 +354,15 @@ impl Link {
         }
     }
 
-    /// Declares what was recorded and restarts the consumers on a new session.
-    async fn restore(&self, session: &Arc<Session>) -> Result<(), TransportError> {
+    /// Declares what was recorded and restores what was registered on a new session.
+    async fn restore(&self, session: &Arc<Session>, resume: Resume) -> Result<(), TransportError> {
         let (exchanges, queues, bindings) = {
             let recorded = lock(&self.recorded);
             (recorded.exchanges.clone(), recorded.queues.clone(), recorded.bindings.clone())
         };
         declare_on(&session.connection, &exchanges, &queues, &bindings, self.options.queue_type).await?;
-        for consumer in self.consumers() {
-            consumer.start(session).await?;
+        for restorer in self.restorers() {
+            restorer.restore(session, resume).await?;
         }
         Ok(())
     }
@@ -256,6 +375,9 @@ async fn declare_on(
     bindings: &[BindingSpec],
     queue_type: crate::QueueType,
 ) -> Result<(), TransportError> {
+    if exchanges.is_empty() && queues.is_empty() && bindings.is_empty() {
+        return Ok(());
+    }
     let channel = connection.create_channel().await.map_err(|error| other("opening a channel", error))?;
     for exchange in exchanges {
         topology::declare_exchange(&channel, exchange).await?;
@@ -270,30 +392,79 @@ async fn declare_on(
     Ok(())
 }
 
+/// The reconnect backoff of one link (see the module documentation).
+struct Backoff {
+    /// The next delay before jitter.
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { delay: FIRST_RETRY }
+    }
+
+    /// The pause before the first reconnect after losing a connection that lived `lived`:
+    /// none after a healthy connection, else the next (jittered) delay.
+    fn before_reconnect(&mut self, lived: Duration) -> Option<Duration> {
+        if lived >= STABLE {
+            self.delay = FIRST_RETRY;
+            None
+        } else {
+            Some(self.next())
+        }
+    }
+
+    /// The pause after a failed reconnect attempt.
+    fn after_failure(&mut self) -> Duration {
+        self.next()
+    }
+
+    /// The current delay jittered (uniformly between half of it and all of it), then doubled.
+    fn next(&mut self) -> Duration {
+        let half = self.delay / 2;
+        let pause = half + half.mul_f64(fastrand::f64());
+        self.delay = (self.delay * 2).min(LARGEST_RETRY);
+        pause
+    }
+}
+
 /// Watches the connection; when it is gone, reconnects with backoff and restores topology
 /// and consumers. Ends when the link is closed or dropped.
 async fn supervise(link: Weak<Link>) {
+    let mut backoff = Backoff::new();
     loop {
         // Wait until the connection is lost (or the link closed/dropped).
-        loop {
+        let (resume, lived) = loop {
             let Some(link) = link.upgrade() else { return };
             if link.is_closed() {
                 return;
             }
             let current = link.session.borrow().clone();
-            if !current.as_ref().is_some_and(|session| session.is_alive()) {
-                if let Some(lost) = current {
-                    // Best effort: release whatever is left of the old connection.
+            match current {
+                Some(session) if session.is_alive() => {}
+                Some(lost) => {
+                    let resume = if lost.unreadable.load(Ordering::Acquire) {
+                        Resume::AfterUnreadableFrame
+                    } else {
+                        Resume::AfterLoss
+                    };
+                    let lived = lost.opened.elapsed();
+                    // Release whatever is left of the old connection, bounded.
                     tokio::spawn(async move {
-                        let closing = lost.connection.close(320, "eventing: reconnecting".into());
-                        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+                        let _ = lost.close(320, "eventing: reconnecting").await;
                     });
+                    break (resume, lived);
                 }
-                break;
+                None => break (Resume::AfterLoss, Duration::ZERO),
             }
-            let _ = tokio::time::timeout(HEALTH_CHECK, link.trouble.notified()).await;
+            let trouble = Arc::clone(&link.trouble);
+            drop(link);
+            let _ = tokio::time::timeout(HEALTH_CHECK, trouble.notified()).await;
+        };
+        if let Some(pause) = backoff.before_reconnect(lived) {
+            // Lost again soon after connecting: no immediate reconnect, carry the backoff on.
+            tokio::time::sleep(pause).await;
         }
-        let mut delay = FIRST_RETRY;
         let mut attempt = 0_u32;
         loop {
             let Some(link) = link.upgrade() else { return };
@@ -305,11 +476,19 @@ async fn supervise(link: Weak<Link>) {
             if attempt == 1 {
                 tracing::warn!(connection = %link.options.connection_name, "connection to RabbitMQ lost; reconnecting");
             }
-            match Session::open(&link.url, &link.options, generation).await.map(Arc::new) {
-                Ok(session) => match link.restore(&session).await {
+            let opened = Session::open(
+                &link.url,
+                &link.options,
+                link.publish_channels,
+                generation,
+                Arc::downgrade(&link.trouble),
+            )
+            .await;
+            match opened {
+                Ok(session) => match link.restore(&session, resume).await {
                     Ok(()) if link.is_closed() => {
                         // Closed while reconnecting: this connection must not outlive the link.
-                        let _ = session.connection.close(200, "eventing: shutting down".into()).await;
+                        let _ = session.close(200, "eventing: shutting down").await;
                         return;
                     }
                     Ok(()) => {
@@ -318,15 +497,46 @@ async fn supervise(link: Weak<Link>) {
                         break;
                     }
                     Err(error) => {
-                        tracing::warn!(%error, attempt, "restoring after reconnect failed; retrying");
-                        let _ = session.connection.close(200, "restore failed".into()).await;
+                        tracing::warn!(connection = %link.options.connection_name, %error, attempt, "restoring after reconnect failed; retrying");
+                        let _ = session.close(200, "restore failed").await;
                     }
                 },
-                Err(error) => tracing::debug!(%error, attempt, "reconnect attempt failed"),
+                Err(error) => {
+                    tracing::debug!(connection = %link.options.connection_name, %error, attempt, "reconnect attempt failed")
+                }
             }
             drop(link);
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(LARGEST_RETRY);
+            tokio::time::sleep(backoff.after_failure()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_that_keeps_failing_at_once_is_not_reconnected_in_a_hot_loop() {
+        let mut backoff = Backoff::new();
+        // Each connection dies right after it opened (a poison message, say): count the
+        // reconnects that fit in 10 s with the shortest jitter.
+        let (mut elapsed, mut reconnects) = (Duration::ZERO, 0);
+        while elapsed < Duration::from_secs(10) {
+            elapsed += backoff.before_reconnect(Duration::from_millis(50)).expect("a pause");
+            reconnects += 1;
+        }
+        assert!(reconnects <= 10, "{reconnects} reconnects in 10 s");
+    }
+
+    #[test]
+    fn pauses_are_jittered_within_half_and_all_of_the_delay_and_reset_after_a_stable_connection() {
+        let mut backoff = Backoff::new();
+        let pauses: Vec<Duration> = (0..40).map(|_| backoff.after_failure()).collect();
+        assert!(pauses[0] >= FIRST_RETRY / 2 && pauses[0] <= FIRST_RETRY);
+        assert!(pauses.iter().all(|pause| *pause <= LARGEST_RETRY));
+        let capped = &pauses[10..];
+        assert!(capped.iter().any(|pause| *pause != capped[0]), "jittered: {capped:?}");
+        assert_eq!(backoff.before_reconnect(STABLE), None, "a healthy connection reconnects at once");
+        assert!(backoff.after_failure() <= FIRST_RETRY, "and the backoff starts afresh");
     }
 }

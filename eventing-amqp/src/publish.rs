@@ -3,6 +3,18 @@
 //! publish awaits only its own). A publish caught by a lost connection waits, bounded by
 //! the publish timeout, for the link to reconnect and publishes again: it never reports
 //! success without the broker's confirm.
+//!
+//! Failure says whether the message may still arrive: once it was handed to a connection,
+//! a publish that gets no confirm in time fails with [`TransportError::Unconfirmed`] (the
+//! broker may have it, or a blocked connection may still deliver it); every other error
+//! means it was not taken.
+//!
+//! A connection RabbitMQ blocks (`connection.blocked`, a memory or disk alarm) is waited
+//! for, not abandoned: publishes wait up to the publish timeout and then fail as
+//! unconfirmed, and the connection is kept, so it delivers what it holds once the alarm
+//! clears. Reconnecting instead would leave the blocked connection behind (a blocked
+//! connection cannot even be closed: the broker no longer reads from it) and block the
+//! next one as soon as it publishes.
 
 use eventing::message::Message;
 use eventing::transport::{Route, TransportError};
@@ -10,7 +22,8 @@ use lapin::options::BasicPublishOptions;
 use lapin::{Confirmation, ErrorKind};
 
 use crate::convert;
-use crate::link::{Link, other};
+use crate::link::Link;
+use crate::util::other;
 
 /// AMQP reply code of a missing exchange or queue.
 const NOT_FOUND: u16 = 404;
@@ -31,11 +44,20 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
         Route::Exchange { exchange, routing_key } => (exchange, routing_key, false),
         Route::Queue(queue) => ("", queue, true),
     };
-    let deadline = tokio::time::Instant::now() + link.options.publish_timeout;
+    let timeout = link.options.publish_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Whether the message was handed to a connection: from then on it may be delivered.
+    let mut sent = false;
     loop {
-        let session = link.session(deadline).await?;
+        let session = match link.session(deadline).await {
+            Ok(session) => session,
+            Err(error) => {
+                return Err(if sent { unconfirmed(format!("the connection was lost: {error}")) } else { error });
+            }
+        };
         let attempt = async {
             let channel = session.publish_channel().await.map_err(Failure::Refused)?;
+            sent = true;
             let confirm = channel
                 .basic_publish(
                     exchange.into(),
@@ -67,11 +89,23 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
         let outcome = match tokio::time::timeout_at(deadline, attempt).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                session.mark_broken();
-                link.report_trouble();
-                return Err(TransportError::Other {
-                    context: "publishing".into(),
-                    source: format!("no confirm within {:?}", link.options.publish_timeout).into(),
+                let blocked = session.blocked();
+                if blocked.is_none() {
+                    // No confirm and no alarm: the connection may be dead without lapin knowing.
+                    session.mark_broken();
+                    link.report_trouble();
+                }
+                let reason = match blocked {
+                    Some(alarm) => format!(
+                        "no confirm within {timeout:?}: RabbitMQ blocks the connection ({alarm}); it is delivered \
+                         once the alarm clears"
+                    ),
+                    None => format!("no confirm within {timeout:?}"),
+                };
+                return Err(if sent {
+                    unconfirmed(reason)
+                } else {
+                    TransportError::Other { context: "publishing (not sent)".into(), source: reason.into() }
                 });
             }
         };
@@ -109,7 +143,10 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
                 let failed = session.generation;
                 drop(session);
                 loop {
-                    let next = link.session(deadline).await?;
+                    let next = match link.session(deadline).await {
+                        Ok(next) => next,
+                        Err(error) => return Err(unconfirmed(format!("the connection was lost: {error}"))),
+                    };
                     if next.generation != failed {
                         break;
                     }
@@ -120,17 +157,15 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
                     ))
                     .await;
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(TransportError::Other {
-                            context: "publishing".into(),
-                            source: format!(
-                                "the connection did not come back within {:?}",
-                                link.options.publish_timeout
-                            )
-                            .into(),
-                        });
+                        return Err(unconfirmed(format!("the connection did not come back within {timeout:?}")));
                     }
                 }
             }
         }
     }
+}
+
+/// A message handed to a connection that got no confirm: it may still be delivered.
+fn unconfirmed(reason: String) -> TransportError {
+    TransportError::Unconfirmed { reason }
 }

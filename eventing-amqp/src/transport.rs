@@ -1,18 +1,48 @@
-//! [`AmqpTransport`]: eventing's [`Transport`] on a self-healing RabbitMQ connection.
+//! [`AmqpTransport`]: eventing's [`Transport`] on self-healing RabbitMQ connections.
+//!
+//! Connections: one for publishing, declaring and operator calls, plus one per listener.
+//! - Publishers apart from consumers, as RabbitMQ's documentation recommends: a resource
+//!   alarm blocks connections that publish, and a consumer sharing such a connection could
+//!   not even send its acks.
+//! - One connection per listener, because lapin fails a whole connection when a frame does
+//!   not parse (a message with invalid UTF-8 in a short-string field, see `rescue`). With a
+//!   connection of its own, such a message stops only its listener, for one reconnect, and
+//!   the failure names the queue that holds it; on a shared connection every listener and
+//!   publish of the process would stall, and nothing would say which queue to rescue.
+//!
+//! The cost is one connection per listener and process (an Erlang process and some tens of
+//! kB on the broker each; RabbitMQ handles thousands). Exclusive (per-process) queues are
+//! declared on their listener's connection, since only the declaring connection may consume
+//! them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use eventing::message::Message;
+use eventing::naming::DEAD_LETTER_SUFFIX;
 use eventing::transport::{
-    BoxFuture, ConnectOptions, Origin, QueueSpec, Route, Subscription, Topology, Transport, TransportError,
+    BoxFuture, ConnectOptions, Origin, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport,
+    TransportError,
 };
 
 use crate::acks::AckBatcher;
 use crate::consume::ConsumerSlot;
-use crate::link::{Link, lock};
+use crate::link::Link;
 use crate::options::AmqpOptions;
 use crate::publish;
+use crate::rescue::Target;
+use crate::util::lock;
+
+/// What the transport knows about a listener queue from the declared topology.
+#[derive(Default)]
+struct QueuePlan {
+    /// Its dead-letter queue (the dead-letter queue declared after it).
+    dead_letter: Option<String>,
+    /// What the listener's own connection declares (again on every reconnect): the queue,
+    /// its bindings and exchanges, and the non-exclusive queues that serve it.
+    own: Option<Topology>,
+}
 
 /// A connection to RabbitMQ that implements eventing's [`Transport`].
 ///
@@ -28,11 +58,16 @@ use crate::publish;
 /// # }
 /// ```
 pub struct AmqpTransport {
+    /// Publishes, declarations and operator calls.
     pub(crate) link: Arc<Link>,
     consumers: AtomicU64,
     /// Every subscription's pending acks, sent before the connection closes (a subscription
     /// is usually gone by then; its acks are not).
     acks: Mutex<Vec<Weak<AckBatcher>>>,
+    /// One connection per listener.
+    consumer_links: Mutex<Vec<Arc<Link>>>,
+    /// By listener queue name.
+    plans: Mutex<HashMap<String, QueuePlan>>,
 }
 
 impl AmqpTransport {
@@ -40,16 +75,95 @@ impl AmqpTransport {
     /// which (the URL's password is never shown). Later connection losses are healed.
     pub async fn connect(url: &str, options: AmqpOptions) -> Result<Self, TransportError> {
         let name = options.connection_name.clone();
-        let link = Link::connect(url, options).await?;
+        let publish_channels = options.publish_channels.max(1);
+        let link = Link::connect(url, options, publish_channels).await?;
         tracing::info!(url = %eventing::transport::redact_url(url), connection = %name, "connected to RabbitMQ");
-        Ok(Self { link, consumers: AtomicU64::new(0), acks: Mutex::default() })
+        Ok(Self {
+            link,
+            consumers: AtomicU64::new(0),
+            acks: Mutex::default(),
+            consumer_links: Mutex::default(),
+            plans: Mutex::default(),
+        })
+    }
+
+    /// Whether RabbitMQ currently blocks the publishing connection (`connection.blocked`,
+    /// raised by a memory or disk alarm): publishes wait for it to be unblocked, up to
+    /// [`AmqpOptions::publish_timeout`]. For health checks.
+    pub fn is_blocked(&self) -> bool {
+        self.link.current().is_ok_and(|session| session.blocked().is_some())
+    }
+
+    /// Declares the topology on the publishing connection, except exclusive listener queues
+    /// and their bindings, and remembers, per listener queue, its dead-letter queue and what
+    /// its own connection declares again on every reconnect: the queue, its bindings, and
+    /// the (non-exclusive) queues that serve it. A queue deleted under its consumer comes
+    /// back with the consumer, and an exclusive queue belongs to the connection consuming it.
+    async fn declare_topology(&self, topology: &Topology) -> Result<(), TransportError> {
+        let mut shared = Topology { exchanges: topology.exchanges.clone(), ..Topology::default() };
+        let mut exclusive = Vec::new();
+        {
+            let mut plans = lock(&self.plans);
+            let mut listener: Option<&str> = None;
+            for queue in &topology.queues {
+                if queue.role == QueueRole::Listener {
+                    listener = Some(&queue.name);
+                    let bindings: Vec<_> =
+                        topology.bindings.iter().filter(|binding| binding.queue == queue.name).cloned().collect();
+                    let own = Topology { exchanges: topology.exchanges.clone(), queues: vec![queue.clone()], bindings };
+                    plans.entry(queue.name.clone()).or_default().own = Some(own);
+                    if queue.lifetime == QueueLifetime::Exclusive {
+                        exclusive.push(queue.name.clone());
+                        continue;
+                    }
+                } else if let Some(plan) = listener.and_then(|listener| plans.get_mut(listener)) {
+                    if queue.role == QueueRole::DeadLetter && plan.dead_letter.is_none() {
+                        plan.dead_letter = Some(queue.name.clone());
+                    }
+                    if queue.lifetime != QueueLifetime::Exclusive {
+                        if let Some(own) = plan.own.as_mut() {
+                            own.queues.push(queue.clone());
+                        }
+                    }
+                }
+                shared.queues.push(queue.clone());
+            }
+        }
+        shared.bindings =
+            topology.bindings.iter().filter(|binding| !exclusive.contains(&binding.queue)).cloned().collect();
+        self.link.declare(&shared).await
     }
 
     async fn subscribe(&self, queue: &QueueSpec, prefetch: u16) -> Result<Box<dyn Subscription>, TransportError> {
-        let tag = format!("{}#{}", self.link.options.connection_name, self.consumers.fetch_add(1, Ordering::Relaxed));
-        let (slot, subscription) = ConsumerSlot::new(queue.clone(), prefetch, tag);
+        let base = &self.link.options.connection_name;
+        let tag = format!("{base}#{}", self.consumers.fetch_add(1, Ordering::Relaxed));
+        let (dead_letter, own) = {
+            let plans = lock(&self.plans);
+            let plan = plans.get(&queue.name);
+            (plan.and_then(|plan| plan.dead_letter.clone()), plan.and_then(|plan| plan.own.clone()))
+        };
+        let connection_name = format!("{base} {}", queue.name);
+        let options = AmqpOptions { connection_name: connection_name.clone(), ..self.link.options.clone() };
+        let link = Link::connect(self.link.url(), options, 0).await?;
+        let rescue = Target {
+            url: self.link.url().to_owned(),
+            connection_name: format!("{connection_name} (rescue)"),
+            queue: queue.name.clone(),
+            dead_letter_queue: dead_letter.unwrap_or_else(|| format!("{}.{DEAD_LETTER_SUFFIX}", queue.name)),
+        };
+        let (slot, subscription) = ConsumerSlot::new(queue.clone(), prefetch, tag, rescue);
+        let started = async {
+            if let Some(own) = &own {
+                link.declare(own).await?;
+            }
+            link.add(Arc::clone(&slot) as _).await
+        };
+        if let Err(error) = started.await {
+            let _ = link.close().await;
+            return Err(error);
+        }
         lock(&self.acks).push(Arc::downgrade(&slot.acks));
-        self.link.add_consumer(&slot).await?;
+        lock(&self.consumer_links).push(link);
         Ok(Box::new(subscription))
     }
 
@@ -59,13 +173,19 @@ impl AmqpTransport {
         for batcher in batchers {
             batcher.close().await;
         }
+        let consumer_links = std::mem::take(&mut *lock(&self.consumer_links));
+        for link in consumer_links {
+            if let Err(error) = link.close().await {
+                tracing::warn!(connection = %link.options.connection_name, %error, "closing a listener's connection failed");
+            }
+        }
         self.link.close().await
     }
 }
 
 impl Transport for AmqpTransport {
     fn declare<'a>(&'a self, topology: &'a Topology) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(self.link.declare(topology))
+        Box::pin(self.declare_topology(topology))
     }
 
     /// The broker applies its own flow control (TCP back-pressure, `connection.blocked`)
@@ -77,6 +197,15 @@ impl Transport for AmqpTransport {
         _origin: Origin,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move { publish::publish(&self.link, route, &message).await })
+    }
+
+    /// The publishing connection and every listener's connection are up.
+    fn is_connected(&self) -> bool {
+        self.link.current().is_ok() && lock(&self.consumer_links).iter().all(|link| link.current().is_ok())
+    }
+
+    fn is_blocked(&self) -> bool {
+        AmqpTransport::is_blocked(self)
     }
 
     fn consume<'a>(

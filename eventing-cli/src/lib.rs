@@ -63,6 +63,16 @@ enum Command {
         #[command(subcommand)]
         action: Dlq,
     },
+    /// Publish an event by name with a JSON body; exits 0 once the broker confirmed it.
+    Publish {
+        /// The event name (its routing key), e.g. billing.invoice_paid.
+        name: String,
+        /// The body: JSON text, `@path` to read a file, or `-` to read standard input.
+        body: String,
+        /// The exchange (default: EVENTING_EXCHANGE, else `eventing`).
+        #[arg(long)]
+        exchange: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +165,19 @@ enum CliError {
     },
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("reading the body from {from}: {source}")]
+    Input {
+        from: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid event name `{name}`: {reason}; nothing was sent")]
+    EventName { name: String, reason: String },
+    #[error("the body is not JSON: {source}; nothing was sent")]
+    NotJson {
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// Where a command reads confirmations and writes its results and errors: the process's
@@ -227,6 +250,22 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
                 }
             }
         }
+        Command::Publish { name, body, exchange } => {
+            eventing::naming::check_event_name(&name)
+                .map_err(|reason| CliError::EventName { name: name.clone(), reason })?;
+            let body = read_body(&body, console)?;
+            serde_json::from_slice::<serde_json::Value>(&body).map_err(|source| CliError::NotJson { source })?;
+            let broker = connect(cli.url).await?;
+            let mut builder = eventing::builder().transport(broker).listeners(|_| false);
+            if let Some(exchange) = exchange {
+                builder = builder.exchange(exchange);
+            }
+            let bus = builder.start().await?;
+            let published = bus.publish_raw(&name, body).await;
+            bus.shutdown().await?;
+            published?;
+            Ok(writeln!(console.out, "published `{name}` (confirmed by the broker)")?)
+        }
         Command::Dlq { action } => {
             let (queue, verb) = action.target();
             check_dead_letter_name(queue, verb)?;
@@ -235,6 +274,22 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
             let _ = eventing::transport::Transport::close(&broker).await;
             result
         }
+    }
+}
+
+/// The body argument of `publish`: the JSON itself, `@path`, or `-` for standard input.
+fn read_body(argument: &str, console: &mut Console<'_>) -> Result<Vec<u8>, CliError> {
+    if argument == "-" {
+        let mut body = Vec::new();
+        console
+            .input
+            .read_to_end(&mut body)
+            .map_err(|source| CliError::Input { from: "standard input".into(), source })?;
+        Ok(body)
+    } else if let Some(path) = argument.strip_prefix('@') {
+        std::fs::read(path).map_err(|source| CliError::Input { from: format!("`{path}`"), source })
+    } else {
+        Ok(argument.as_bytes().to_vec())
     }
 }
 

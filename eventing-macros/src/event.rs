@@ -2,7 +2,7 @@
 
 use heck::ToSnakeCase;
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, Item};
 
@@ -26,11 +26,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
     };
     if !generics.params.is_empty() {
-        errors.push(syn::Error::new(
+        return Err(errors.fail(syn::Error::new(
             generics.span(),
             "an #[event] type cannot be generic: each event needs one name on the wire; \
              declare one concrete type per event",
-        ));
+        )));
     }
     let name = match args.string("name") {
         Some(lit) => {
@@ -41,15 +41,30 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
         None => default_name(ident),
     };
-    errors.finish()?;
     let durable = args.flag("durable");
-    Ok(quote! {
+    // Spanned at the type's name, where `Event`'s supertraits would report a missing
+    // derive: this comes first and says what to derive.
+    let derives_serde = quote_spanned! {ident.span()=>
+        impl ::eventing::__private::EventJson for #ident {}
+    };
+    let event = quote! {
         #item
+
+        #derives_serde
 
         impl ::eventing::Event for #ident {
             const NAME: &'static str = #name;
             const DURABLE: bool = #durable;
         }
+    };
+    // After a mistake in the attribute the type is still an event, unregistered: its
+    // listeners compile, and the only errors are the attribute's.
+    if let Err(error) = errors.finish() {
+        let error = error.into_compile_error();
+        return Ok(quote! { #event #error });
+    }
+    Ok(quote! {
+        #event
 
         ::eventing::__private::inventory::submit! {
             ::eventing::__private::EventDescriptor::new::<#ident>()

@@ -15,6 +15,21 @@ pub(crate) fn check_event_name(name: &str) -> Result<(), String> {
     })
 }
 
+/// Checks a binding pattern: dot-separated words, each `*`, `#` or a word.
+pub(crate) fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("a pattern cannot be empty; `#` matches every event".into());
+    }
+    pattern.split('.').try_for_each(|word| match word {
+        "*" | "#" => Ok(()),
+        "" => Err("a pattern cannot have an empty dot-separated word".into()),
+        word if word.contains(['*', '#']) => {
+            Err(format!("`{word}`: `*` (one word) and `#` (zero or more words) stand alone between dots"))
+        }
+        word => check_word(word),
+    })
+}
+
 /// Checks one word: ASCII letters, digits, `_` and `-`.
 pub(crate) fn check_word(word: &str) -> Result<(), String> {
     if word.is_empty() {

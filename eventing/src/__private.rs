@@ -5,3 +5,28 @@ pub use ::serde;
 
 pub use crate::interceptor::InterceptorDescriptor;
 pub use crate::registry::{EventDescriptor, ListenerAttributes, ListenerDescriptor};
+
+/// Implemented by `#[event]` just before `Event`, so that a missing derive is reported
+/// first in the words of [`EventSerialize`] and [`EventDeserialize`], which say what to
+/// derive, rather than only as an unsatisfied serde bound of `Event`'s supertraits.
+pub trait EventJson: EventSerialize + EventDeserialize {}
+
+/// What a missing `Serialize` derive on an `#[event]` type is reported as.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must derive `Serialize` to be an event",
+    label = "an `#[event]` travels as JSON: derive `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Serialize)]` to `{Self}`; `#[event]` does not derive it for you"
+)]
+pub trait EventSerialize {}
+
+impl<T: ::serde::Serialize> EventSerialize for T {}
+
+/// What a missing `Deserialize` derive on an `#[event]` type is reported as.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must derive `Deserialize` to be an event",
+    label = "an `#[event]` travels as JSON: derive `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Deserialize)]` to `{Self}`; `#[event]` does not derive it for you"
+)]
+pub trait EventDeserialize {}
+
+impl<T: ::serde::de::DeserializeOwned> EventDeserialize for T {}

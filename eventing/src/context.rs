@@ -61,6 +61,12 @@ impl Context {
         self.publisher.publish(event, extra_headers(headers)?, Some(&self.message)).await
     }
 
+    /// Publishes a JSON `body` as the event `name` (see
+    /// [`Bus::publish_raw`](crate::Bus::publish_raw)), continuing this delivery's chain.
+    pub async fn publish_raw(&self, name: &str, body: Vec<u8>) -> Result<(), Error> {
+        self.publisher.publish_raw(name, body, Headers::new(), Some(&self.message)).await
+    }
+
     /// The id of the message being handled.
     pub fn message_id(&self) -> &str {
         &self.message.message_id

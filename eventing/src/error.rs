@@ -1,9 +1,14 @@
 //! [`Error`]: everything that can fail outside a handler.
 
+use std::fmt;
+
 use crate::transport::TransportError;
 
 /// What can go wrong when configuring, starting, publishing or shutting down.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` shows the message and its causes, as `anyhow` does, so that
+/// `fn main() -> Result<(), eventing::Error>` prints advice rather than a struct dump.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The URL's scheme names no transport linked into this program.
@@ -66,14 +71,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A listener could not be built because its state was not given.
-    #[error("listener `{listener}` cannot be built: {source}")]
+    /// Listeners could not be built because state they ask for was not given. Every
+    /// listener is tried, so one start names everything that is missing.
+    #[error("{}", missing_state(missing))]
     MissingState {
-        /// The listener's Rust type.
-        listener: &'static str,
-        /// The missing type.
-        #[source]
-        source: crate::MissingState,
+        /// Each listener that cannot be built (its Rust type), with every type it asked
+        /// [`State::get`](crate::State::get) for and was not given, in the order asked.
+        missing: Vec<(&'static str, Vec<&'static str>)>,
     },
     /// A listener's configuration is unusable.
     #[error("listener `{listener}` on `{event}`: {reason}")]
@@ -97,6 +101,15 @@ pub enum Error {
         /// The event name.
         event: &'static str,
         /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A body given to `publish_raw` is not JSON.
+    #[error("the body given for event `{event}` is not JSON; nothing was sent: {source}")]
+    InvalidJson {
+        /// The event name.
+        event: String,
+        /// What the JSON parser found.
         #[source]
         source: serde_json::Error,
     },
@@ -142,4 +155,27 @@ pub enum Error {
     /// Waiting for the shutdown signal failed.
     #[error("cannot listen for shutdown signals: {0}")]
     Signal(#[source] std::io::Error),
+}
+
+/// One line naming every listener that cannot be built and every type it lacks.
+fn missing_state(missing: &[(&'static str, Vec<&'static str>)]) -> String {
+    let each: Vec<String> = missing
+        .iter()
+        .map(|(listener, types)| {
+            let types: Vec<String> = types.iter().map(|name| format!("`{name}`")).collect();
+            format!("`{listener}` needs {}", types.join(", "))
+        })
+        .collect();
+    let listeners = if missing.len() == 1 { "a listener" } else { "listeners" };
+    format!(
+        "{listeners} cannot be built because state was not given: {}; pass each value with \
+         `eventing::builder().state(...)`",
+        each.join("; ")
+    )
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::report::report(self, f)
+    }
 }

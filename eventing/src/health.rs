@@ -16,19 +16,32 @@
 pub struct Health {
     running: bool,
     connected: bool,
+    blocked: bool,
     consumers: usize,
     consumers_running: usize,
 }
 
 impl Health {
-    pub(crate) fn new(running: bool, connected: bool, consumers: usize, consumers_running: usize) -> Self {
-        Self { running, connected, consumers, consumers_running }
+    pub(crate) fn new(
+        running: bool,
+        connected: bool,
+        blocked: bool,
+        consumers: usize,
+        consumers_running: usize,
+    ) -> Self {
+        Self { running, connected, blocked, consumers, consumers_running }
     }
 
-    /// Ready to take traffic: not shut down, connected to the broker, and every listener's
-    /// consumer running.
+    /// Ready to take traffic: not shut down, connected to the broker, not blocked by it,
+    /// and every listener's consumer running.
     pub fn is_ready(&self) -> bool {
-        self.running && self.connected && self.consumers_running == self.consumers
+        self.running && self.connected && !self.blocked && self.consumers_running == self.consumers
+    }
+
+    /// Whether the broker blocks publishes now (a RabbitMQ memory or disk alarm): they
+    /// wait, up to the publish timeout, and then fail as unconfirmed.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
     }
 
     /// Whether the transport's connection is up (on RabbitMQ: false while it reconnects).

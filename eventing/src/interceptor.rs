@@ -145,14 +145,26 @@ impl Placed {
 
 /// The bus's interceptors, outermost first: registered ones by `order` (then type name),
 /// and among equal orders the registered before those given to the builder, in the order
-/// they were given. A failure to build one (missing state) names it.
+/// they were given. Every interceptor that cannot be built is named with what it misses.
 pub(crate) fn chain(state: &State, given: Vec<Placed>) -> Result<Arc<[Arc<dyn ErasedInterceptor>]>, crate::Error> {
     let mut registered = Vec::new();
+    let mut missing: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
     for descriptor in inventory::iter::<InterceptorDescriptor> {
         let rust_type = (descriptor.rust_type)();
-        let interceptor =
-            (descriptor.make)(state).map_err(|source| crate::Error::MissingState { listener: rust_type, source })?;
-        registered.push(Placed { order: descriptor.order, rust_type, interceptor });
+        state.take_misses();
+        match (descriptor.make)(state) {
+            Ok(interceptor) => registered.push(Placed { order: descriptor.order, rust_type, interceptor }),
+            Err(error) => {
+                let mut types = state.take_misses();
+                if !types.contains(&error.type_name) {
+                    types.push(error.type_name);
+                }
+                missing.push((rust_type, types));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(crate::Error::MissingState { missing });
     }
     registered.sort_by(|a, b| (a.order, a.rust_type).cmp(&(b.order, b.rust_type)));
     registered.extend(given);

@@ -2,9 +2,10 @@
 
 use std::future::Future;
 
-use crate::{Context, Event, HandlerError, MissingState, State};
+use crate::raw::Receivable;
+use crate::{Context, HandlerError, MissingState, State};
 
-/// Handles one event type. Write `on` as an `async fn`; the future it returns must be `Send`
+/// Handles one event type (or, with a pattern, a family of [`RawEvent`](crate::RawEvent)s). Write `on` as an `async fn`; the future it returns must be `Send`
 /// because handlers run on the multi-threaded runtime.
 ///
 /// Register an implementation with [`#[event_listener]`](crate::event_listener); the
@@ -30,7 +31,7 @@ use crate::{Context, Event, HandlerError, MissingState, State};
     message = "`{Self}` does not listen to `{E}`",
     note = "implement `eventing::Listener<{E}>` for `{Self}` and register it with `#[eventing::event_listener]`"
 )]
-pub trait Listener<E: Event>: Send + Sync + 'static {
+pub trait Listener<E: Receivable>: Send + Sync + 'static {
     /// Handles one event. `Ok` acknowledges the delivery; an error sends it through the
     /// failure policy (dead letters, and retries where configured).
     fn on(&self, event: E, ctx: &Context) -> impl Future<Output = Result<(), HandlerError>> + Send;

@@ -37,6 +37,33 @@ pub fn check_event_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a binding pattern in AMQP topic syntax: dot-separated words, each `*` (exactly one
+/// word), `#` (zero or more words) or a word of ASCII letters, digits, `_` and `-`.
+///
+/// ```
+/// assert!(eventing::naming::check_pattern("billing.#").is_ok());
+/// assert!(eventing::naming::check_pattern("pylabs.event.crm.*.cancel.#").is_ok());
+/// assert!(eventing::naming::check_pattern("#").is_ok());
+/// assert!(eventing::naming::check_pattern("billing.inv*").is_err());
+/// assert!(eventing::naming::check_pattern("billing..paid").is_err());
+/// ```
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("it is empty; `#` matches every event".into());
+    }
+    for word in pattern.split('.') {
+        match word {
+            "*" | "#" => {}
+            "" => return Err("it has an empty dot-separated word".into()),
+            word if word.contains(['*', '#']) => {
+                return Err(format!("`{word}`: `*` and `#` stand alone between dots (`billing.*`, `billing.#`)"));
+            }
+            word => check_word(word)?,
+        }
+    }
+    Ok(())
+}
+
 /// Checks a listener, service or process-id name: one word of ASCII letters, digits, `_`, `-`.
 ///
 /// ```
@@ -70,6 +97,25 @@ pub fn per_process_queue(service: &str, event: &str, listener: &str, process_id:
     format!("{service}.{event}.{listener}.{process_id}")
 }
 
+/// The queue shared by all processes of `service` for a pattern listener.
+///
+/// ```
+/// assert_eq!(eventing::naming::pattern_listener_queue("shop", "audit_trail"), "shop.audit_trail");
+/// ```
+pub fn pattern_listener_queue(service: &str, listener: &str) -> String {
+    format!("{service}.{listener}")
+}
+
+/// The exclusive queue of one process for a `per_process` pattern listener.
+pub fn pattern_per_process_queue(service: &str, listener: &str, process_id: &str) -> String {
+    format!("{service}.{listener}.{process_id}")
+}
+
+/// The dead-letter queue of a pattern listener.
+pub fn pattern_dead_letter_queue(service: &str, listener: &str) -> String {
+    format!("{service}.{listener}.{DEAD_LETTER_SUFFIX}")
+}
+
 /// The dead-letter queue of a listener (shared by all processes, also for `per_process`).
 pub fn dead_letter_queue(service: &str, event: &str, listener: &str) -> String {
     format!("{service}.{event}.{listener}.{DEAD_LETTER_SUFFIX}")
@@ -89,6 +135,16 @@ pub fn retry_queue(queue: &str, delay: std::time::Duration) -> String {
 /// The default service of a listener: the snake case of the crate that defines it.
 pub fn service_from_crate(crate_name: &str) -> String {
     crate_name.to_snake_case()
+}
+
+/// The name of a bus that has no configured service and no listeners' crate to take one
+/// from (none, or several): the executable's name in snake case.
+pub(crate) fn service_from_executable() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem().map(|stem| stem.to_string_lossy().to_snake_case()))
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "eventing".into())
 }
 
 /// A process id that is readable and unique per bus: `<host>-<pid>`, with `-<n>` added

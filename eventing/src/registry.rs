@@ -7,6 +7,8 @@ use std::collections::hash_map::Entry;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::message::Message;
+use crate::raw::Receivable;
 use crate::transport::BoxFuture;
 use crate::{Context, Error, Event, FromState, HandlerError, Listener, MissingState, State, naming};
 
@@ -37,17 +39,18 @@ pub enum ListenerMode {
 }
 
 /// Builds a listener's type-erased handler from the state given to the builder.
-pub(crate) type MakeHandler = fn(&mut Instances, &State) -> Result<Arc<dyn ErasedHandler>, MissingState>;
+type MakeHandler = fn(&mut Instances, &State) -> Result<Arc<dyn ErasedHandler>, MissingState>;
 
 /// Registered by `#[event_listener]`.
 #[doc(hidden)]
 pub struct ListenerDescriptor {
     attributes: ListenerAttributes,
-    event: &'static str,
+    /// The event's name; `None` for a pattern listener of [`RawEvent`](crate::RawEvent)s.
+    event: Option<&'static str>,
     durable: bool,
     rust_type: fn() -> &'static str,
     event_type: fn() -> &'static str,
-    pub(crate) make_handler: MakeHandler,
+    make_handler: MakeHandler,
 }
 
 /// Attribute settings of one `#[event_listener]`, filled in by the macro.
@@ -62,11 +65,13 @@ pub struct ListenerAttributes {
     pub max_attempts: u16,
     pub retry_delay_ms: u16,
     pub backoff: &'static str,
+    /// The binding pattern of a `Listener<RawEvent>`; empty for a typed listener.
+    pub pattern: &'static str,
 }
 
 impl ListenerDescriptor {
     /// Describes listener `L` of event `E`.
-    pub const fn new<L: Listener<E> + FromState, E: Event>(attributes: ListenerAttributes) -> Self {
+    pub const fn new<L: Listener<E> + FromState, E: Receivable>(attributes: ListenerAttributes) -> Self {
         Self {
             attributes,
             event: E::NAME,
@@ -79,10 +84,12 @@ impl ListenerDescriptor {
 
     fn info(&self) -> ListenerInfo {
         let attributes = &self.attributes;
+        let pattern = (!attributes.pattern.is_empty()).then_some(attributes.pattern);
         ListenerInfo {
             name: attributes.name,
             rust_type: (self.rust_type)(),
-            event: self.event,
+            event: self.event.unwrap_or(attributes.pattern),
+            pattern,
             event_type: (self.event_type)(),
             durable: self.durable,
             mode: if attributes.per_process { ListenerMode::PerProcess } else { ListenerMode::Competing },
@@ -122,8 +129,10 @@ pub struct ListenerInfo {
     pub name: &'static str,
     /// The Rust type's path.
     pub rust_type: &'static str,
-    /// The event it handles.
+    /// The event it handles; for a pattern listener, its pattern.
     pub event: &'static str,
+    /// The binding pattern of a pattern listener (`Listener<RawEvent>`), e.g. `billing.#`.
+    pub pattern: Option<&'static str>,
     /// The event's Rust type path.
     pub event_type: &'static str,
     /// Whether the event is durable.
@@ -226,6 +235,7 @@ impl Registry {
                 rust_type: info.rust_type.to_owned(),
                 reason,
             })?;
+            check_pattern(info, listener.descriptor.event.is_none())?;
         }
         listeners.sort_by_key(|listener| (listener.info.event, listener.info.name, listener.info.rust_type));
         Ok(Self { events, listeners })
@@ -246,14 +256,77 @@ impl Registry {
     }
 }
 
+/// Warns that a bus starts without a listener, naming the likely cause: none is linked
+/// into this binary, or the builder's filter excluded them all.
+pub(crate) fn warn_no_listeners() {
+    match inventory::iter::<ListenerDescriptor>.into_iter().count() {
+        0 => tracing::warn!(
+            "no #[event_listener] is linked into this binary, so this bus only publishes; if it should \
+             consume, check that the binary uses the crate that defines the listeners (a library's \
+             listeners are linked only when the binary refers to that library, e.g. `use my_listeners as _;`)"
+        ),
+        linked => tracing::warn!(
+            linked,
+            "`.listeners(...)` excluded every one of the {linked} linked listener(s), so this bus only publishes"
+        ),
+    }
+}
+
+/// A `Listener<RawEvent>` needs a valid pattern, and only it may have one (the macro checks
+/// literals; this covers what it cannot see, such as a type alias of `RawEvent`).
+fn check_pattern(info: &ListenerInfo, raw: bool) -> Result<(), Error> {
+    let invalid = |reason: String| Error::InvalidListenerConfig { listener: info.rust_type, event: info.event, reason };
+    match (raw, info.pattern) {
+        (true, Some(pattern)) => {
+            naming::check_pattern(pattern).map_err(|reason| invalid(format!("pattern `{pattern}`: {reason}")))
+        }
+        (true, None) => Err(invalid("a `Listener<RawEvent>` needs `#[event_listener(pattern = \"...\")]`".into())),
+        (false, Some(_)) => {
+            Err(invalid("`pattern` is only for `Listener<RawEvent>`; a typed listener binds its event's name".into()))
+        }
+        (false, None) => Ok(()),
+    }
+}
+
 /// Sorts two type names so error messages do not depend on link order.
 pub(crate) fn ordered(a: &'static str, b: &'static str) -> (&'static str, &'static str) {
     if a <= b { (a, b) } else { (b, a) }
 }
 
+/// Builds the handler of every listener, each listener type once (shared by all its
+/// `Listener` impls). When state is missing, every listener is still tried, so that the
+/// error names every listener that cannot be built and every type each one lacks.
+pub(crate) fn build_handlers<'a>(
+    listeners: impl IntoIterator<Item = &'a RegisteredListener>,
+    state: &State,
+) -> Result<Vec<Arc<dyn ErasedHandler>>, Error> {
+    let mut instances = Instances::default();
+    let mut handlers = Vec::new();
+    let mut missing: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for listener in listeners {
+        let rust_type = listener.info.rust_type;
+        if missing.iter().any(|(failed, _)| *failed == rust_type) {
+            continue;
+        }
+        // Forget what earlier listeners' optional look-ups missed.
+        state.take_misses();
+        match (listener.descriptor.make_handler)(&mut instances, state) {
+            Ok(handler) => handlers.push(handler),
+            Err(error) => {
+                let mut types = state.take_misses();
+                if !types.contains(&error.type_name) {
+                    types.push(error.type_name);
+                }
+                missing.push((rust_type, types));
+            }
+        }
+    }
+    if missing.is_empty() { Ok(handlers) } else { Err(Error::MissingState { missing }) }
+}
+
 /// Listener values built so far, one per Rust type, shared by all its `Listener` impls.
 #[derive(Default)]
-pub(crate) struct Instances {
+struct Instances {
     built: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
 
@@ -280,7 +353,7 @@ pub(crate) enum Handling {
 /// A listener with its event type erased: decodes the body, asks the filter, then starts
 /// the handler.
 pub(crate) trait ErasedHandler: Send + Sync {
-    fn call(&self, body: &[u8], ctx: Context) -> Handling;
+    fn call(&self, message: &Arc<Message>, ctx: Context) -> Handling;
 }
 
 struct TypedHandler<L, E> {
@@ -288,9 +361,9 @@ struct TypedHandler<L, E> {
     event: PhantomData<fn() -> E>,
 }
 
-impl<L: Listener<E>, E: Event> ErasedHandler for TypedHandler<L, E> {
-    fn call(&self, body: &[u8], ctx: Context) -> Handling {
-        let event: E = match serde_json::from_slice(body) {
+impl<L: Listener<E>, E: Receivable> ErasedHandler for TypedHandler<L, E> {
+    fn call(&self, message: &Arc<Message>, ctx: Context) -> Handling {
+        let event = match E::receive(message) {
             Ok(event) => event,
             Err(error) => return Handling::Undecodable(error),
         };
@@ -302,7 +375,7 @@ impl<L: Listener<E>, E: Event> ErasedHandler for TypedHandler<L, E> {
     }
 }
 
-fn make_handler<L: Listener<E> + FromState, E: Event>(
+fn make_handler<L: Listener<E> + FromState, E: Receivable>(
     instances: &mut Instances,
     state: &State,
 ) -> Result<Arc<dyn ErasedHandler>, MissingState> {

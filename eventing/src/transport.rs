@@ -64,6 +64,12 @@ pub trait Transport: Send + Sync + 'static {
         true
     }
 
+    /// Whether the broker refuses publishes for now (RabbitMQ's `connection.blocked`
+    /// under a memory or disk alarm): publishes wait, up to the publish timeout.
+    fn is_blocked(&self) -> bool {
+        false
+    }
+
     /// The broker's name as OpenTelemetry's `messaging.system` knows it (`rabbitmq`,
     /// `kafka`...), for the spans of the `opentelemetry` feature. `None` (the default): the
     /// runtime names it after the URL scheme (`amqp`/`amqps`: `rabbitmq`), else `other`.
@@ -288,8 +294,8 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// A transport failed.
-#[derive(Debug, thiserror::Error)]
+/// A transport failed. `Debug` shows the message and its causes (see [`crate::Error`]).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
     /// The broker could not be reached or refused the connection.
@@ -329,6 +335,14 @@ pub enum TransportError {
     /// The connection or channel is closed.
     #[error("the connection is closed")]
     Closed,
+    /// The message was sent but the broker did not confirm it in time: it may still be
+    /// delivered (publishing it again can duplicate it). Every other publish error means it
+    /// was not taken.
+    #[error("unconfirmed, it may still be delivered: {reason}")]
+    Unconfirmed {
+        /// Why no confirm came (a timeout, a resource alarm, a lost connection).
+        reason: String,
+    },
     /// Any other broker or I/O failure.
     #[error("{context}: {source}")]
     Other {
@@ -338,4 +352,10 @@ pub enum TransportError {
         #[source]
         source: BoxError,
     },
+}
+
+impl fmt::Debug for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::report::report(self, f)
+    }
 }

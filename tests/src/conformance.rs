@@ -10,10 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use eventing::message::HeaderValue;
 use eventing::message::{Headers, Message};
-use eventing::transport::{Origin, Route, Transport};
+use eventing::transport::{BindingSpec, Origin, QueueLifetime, QueueRole, QueueSpec, Route, Topology, Transport};
 use eventing::{
     Builder, Context, Envelope, Error, Event, FromState, HandlerError, Interceptor, Listener, ListenerInfo,
-    MissingState, Next, RetryPolicy, State, event, event_listener,
+    MissingState, Next, RawEvent, RetryPolicy, State, event, event_listener,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,15 +37,43 @@ pub trait Backend: Send + Sync + 'static {
     fn cleanup(&self, scope: &Scope) -> impl Future<Output = ()> + Send;
 }
 
-/// Unique names for one test, so tests run in parallel on one broker.
-#[derive(Debug)]
+/// Unique names for one test, so tests run in parallel on one broker. Clones share the
+/// lists of what to clean up.
+#[derive(Debug, Clone)]
 pub struct Scope {
     /// The service: the first part of every queue name of the test.
     pub service: String,
     /// The exchange.
     pub exchange: String,
-    /// The events whose listeners the test started, for cleaning up their queues.
-    events: std::sync::Mutex<Vec<&'static str>>,
+    /// The events (or patterns) whose listeners the test started, for cleaning up their queues.
+    events: Arc<std::sync::Mutex<Vec<&'static str>>>,
+    /// Queues the test declared itself.
+    declared: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+tokio::task_local! {
+    /// The scopes a running case created, for [`Created::cleanup`] after a panic.
+    static CREATED: Created;
+}
+
+/// The scopes one conformance case creates, so that a case that panics half-way still
+/// leaves nothing on the broker (the cases clean up after themselves when they pass).
+#[derive(Debug, Clone, Default)]
+pub struct Created(Arc<std::sync::Mutex<Vec<Scope>>>);
+
+impl Created {
+    /// Runs `case`, recording every [`Scope`] it creates.
+    pub async fn track<F: Future>(&self, case: F) -> F::Output {
+        CREATED.scope(self.clone(), case).await
+    }
+
+    /// Deletes what every recorded scope declared.
+    pub async fn cleanup(&self, backend: &impl Backend) {
+        let scopes = std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for scope in &scopes {
+            backend.cleanup(scope).await;
+        }
+    }
 }
 
 impl Scope {
@@ -58,11 +86,16 @@ impl Scope {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
         );
-        Self {
+        let scope = Self {
             service: format!("conf-{name}-{unique}"),
             exchange: format!("conf-{name}-{unique}"),
-            events: std::sync::Mutex::default(),
-        }
+            events: Arc::default(),
+            declared: Arc::default(),
+        };
+        let _outside_a_tracked_case = CREATED.try_with(|created| {
+            created.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(scope.clone());
+        });
+        scope
     }
 
     /// The retry queue of a competing listener in this scope.
@@ -75,22 +108,41 @@ impl Scope {
         eventing::naming::listener_queue(&self.service, event, listener)
     }
 
+    /// The queue of a competing pattern listener in this scope.
+    pub fn pattern_queue(&self, listener: &str) -> String {
+        eventing::naming::pattern_listener_queue(&self.service, listener)
+    }
+
+    /// The dead-letter queue of a pattern listener in this scope.
+    pub fn pattern_dead_letter_queue(&self, listener: &str) -> String {
+        eventing::naming::pattern_dead_letter_queue(&self.service, listener)
+    }
+
+    /// Records a queue the test declares itself, so cleanup deletes it.
+    pub fn declared(&self, queue: &str) -> String {
+        self.declared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(queue.to_owned());
+        queue.to_owned()
+    }
+
     /// Every shared and dead-letter queue the scope's listeners declared (per-process
-    /// queues go with their connection).
+    /// queues go with their connection), and those the test declared itself.
     pub fn queues(&self) -> Vec<String> {
         let events = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let Ok(registry) = eventing::Registry::collect() else { return Vec::new() };
-        registry
+        let mut queues: Vec<String> = registry
             .listeners()
             .filter(|info| events.contains(&info.event))
             .flat_map(|info| {
-                [
-                    self.queue(info.event, info.name),
-                    self.dead_letter_queue(info.event, info.name),
-                    self.retry_queue(info.event, info.name),
-                ]
+                let (queue, dead_letter) = match info.pattern {
+                    Some(_) => (self.pattern_queue(info.name), self.pattern_dead_letter_queue(info.name)),
+                    None => (self.queue(info.event, info.name), self.dead_letter_queue(info.event, info.name)),
+                };
+                let retry = eventing::naming::retry_queue(&queue, RETRY_DELAY);
+                [queue, dead_letter, retry]
             })
-            .collect()
+            .collect();
+        queues.extend(self.declared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned());
+        queues
     }
 
     /// The dead-letter queue of a listener in this scope.
@@ -393,6 +445,79 @@ impl Listener<SecondHop> for SecondHopper {
     async fn on(&self, event: SecondHop, ctx: &Context) -> Result<(), HandlerError> {
         self.recorder.record_noted(event.n, ctx, TENANT.try_with(Clone::clone).ok());
         Ok(())
+    }
+}
+
+/// The body of the raw events the pattern cases publish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Numbered {
+    /// Its number.
+    pub n: u64,
+    /// What a gambling listener does with it (`error` fails every time).
+    #[serde(default)]
+    pub outcome: String,
+}
+
+/// `{"n": n}` as a raw body.
+pub fn numbered(n: u64) -> Vec<u8> {
+    serde_json::to_vec(&Numbered { n, outcome: String::new() }).expect("encode")
+}
+
+recording_listener!(
+    /// Takes every billing event, noting each one's name.
+    AuditTrail
+);
+
+#[event_listener(pattern = "billing.#", concurrency = 1)]
+impl Listener<RawEvent> for AuditTrail {
+    async fn on(&self, event: RawEvent, ctx: &Context) -> Result<(), HandlerError> {
+        let body: Numbered = event.decode()?;
+        self.recorder.record_noted(body.n, ctx, Some(event.name().to_owned()));
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Takes every event: the catch-all store.
+    EventStore
+);
+
+#[event_listener(pattern = "#")]
+impl Listener<RawEvent> for EventStore {
+    async fn on(&self, event: RawEvent, ctx: &Context) -> Result<(), HandlerError> {
+        let body: Numbered = event.decode()?;
+        self.recorder.record_noted(body.n, ctx, Some(event.name().to_owned()));
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Each process takes every `fanout.*` event.
+    LocalFeed
+);
+
+#[event_listener(pattern = "fanout.*", per_process)]
+impl Listener<RawEvent> for LocalFeed {
+    async fn on(&self, event: RawEvent, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(event.decode::<Numbered>()?.n, ctx);
+        Ok(())
+    }
+}
+
+recording_listener!(
+    /// Fails `gamble.#` events as their body says.
+    RawGambler
+);
+
+#[event_listener(pattern = "gamble.#")]
+impl Listener<RawEvent> for RawGambler {
+    async fn on(&self, event: RawEvent, ctx: &Context) -> Result<(), HandlerError> {
+        let body: Numbered = event.decode()?;
+        self.recorder.record(body.n, ctx);
+        match body.outcome.as_str() {
+            "error" => Err(HandlerError::msg(format!("raw gamble {} lost", body.n))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -725,6 +850,228 @@ pub async fn interceptors_carry_a_task_local_through_a_chain(backend: &impl Back
     backend.cleanup(&scope).await;
 }
 
+/// An attempt header beyond the retry policy (an outside publisher's 999999) does not skip
+/// the retries: the delivery counts as a first attempt.
+pub async fn outside_attempt_headers_do_not_skip_retries(backend: &impl Backend) {
+    let scope = Scope::new("attempt");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[Risky::NAME]).state(recorder.clone()).start().await.expect("start");
+    let raw = backend.transport().await;
+    let body = serde_json::to_vec(&Risky { n: 7, outcome: "flaky".into() }).expect("encode");
+    let message = Message {
+        body,
+        message_id: "outside-attempt".into(),
+        correlation_id: None,
+        causation_id: None,
+        event_type: Cow::Borrowed(Risky::NAME),
+        content_type: Some(Cow::Borrowed("application/json")),
+        timestamp: SystemTime::now(),
+        app_id: None,
+        persistent: false,
+        attempt: 999_999,
+        headers: Headers::new(),
+    };
+    raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: Risky::NAME }, message, Origin::Outside)
+        .await
+        .expect("raw publish");
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 3).await;
+    let attempts: Vec<u32> = records.iter().map(|record| record.attempt).collect();
+    assert_eq!(attempts, vec![1, 2, 3], "flaky fails twice, then succeeds on attempt 3");
+    bus.shutdown().await.expect("shutdown");
+    assert!(backend.queue_messages(&scope.dead_letter_queue(Risky::NAME, "gambler")).await.is_empty());
+    backend.cleanup(&scope).await;
+}
+
+/// A pattern listener takes a family of events, published by name, and nothing else;
+/// `publish_raw` reaches typed listeners, and refuses bad names and bodies.
+pub async fn pattern_listeners_take_a_family(backend: &impl Backend) {
+    let scope = Scope::new("family");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &["billing.#", Ping::NAME]).state(recorder.clone()).start().await.expect("start");
+    let refused = bus.publish_raw(Ping::NAME, b"{not json".to_vec()).await;
+    assert!(matches!(refused, Err(Error::InvalidJson { .. })), "{refused:?}");
+    for bad in ["billing.*", "billing..paid", "", "billing paid"] {
+        let refused = bus.publish_raw(bad, numbered(0)).await;
+        assert!(matches!(refused, Err(Error::InvalidName { .. })), "`{bad}`: {refused:?}");
+    }
+    for (n, name) in
+        [(1, "crm.lead_created"), (2, "billing.invoice_paid"), (3, "billing.refund.issued"), (4, "billing")]
+    {
+        bus.publish_raw(name, numbered(n)).await.expect("publish_raw");
+    }
+    bus.publish_raw(Ping::NAME, br#"{"n":5,"chain":false}"#.to_vec()).await.expect("publish_raw a typed event");
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 4).await;
+    let mut audited: Vec<(u64, String)> = records
+        .iter()
+        .filter(|record| record.listener == "audit_trail")
+        .map(|record| (record.n, record.note.clone().unwrap_or_default()))
+        .collect();
+    audited.sort();
+    let expected: Vec<(u64, String)> =
+        [(2, "billing.invoice_paid"), (3, "billing.refund.issued"), (4, "billing")].map(|(n, s)| (n, s.into())).into();
+    assert_eq!(audited, expected, "billing.# takes the billing family and not crm.lead_created");
+    let echo: Vec<u64> = records.iter().filter(|record| record.listener == "echo").map(|record| record.n).collect();
+    assert_eq!(echo, vec![5], "the typed listener got the raw publish, and nothing refused was sent");
+    bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
+/// `#` takes every event exactly once, typed or raw.
+pub async fn hash_takes_every_event_once(backend: &impl Backend) {
+    let scope = Scope::new("store");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &["#"]).state(recorder.clone()).start().await.expect("start");
+    bus.publish_raw("anything.at.all", numbered(1)).await.expect("publish_raw");
+    bus.publish_raw("x", numbered(2)).await.expect("publish_raw");
+    bus.publish(&Stored { n: 3 }).await.expect("publish typed");
+    recorder.wait_until(WAIT, |records| records.len() >= 3).await;
+    bus.shutdown().await.expect("shutdown");
+    let mut stored: Vec<(u64, String)> =
+        recorder.records().into_iter().map(|record| (record.n, record.note.unwrap_or_default())).collect();
+    stored.sort();
+    let expected: Vec<(u64, String)> =
+        [(1, "anything.at.all"), (2, "x"), (3, Stored::NAME)].map(|(n, s)| (n, s.into())).into();
+    assert_eq!(stored, expected, "each event once");
+    backend.cleanup(&scope).await;
+}
+
+/// A `per_process` pattern listener gets every matching event in every process.
+pub async fn per_process_pattern_listeners_fan_out(backend: &impl Backend) {
+    let scope = Scope::new("feed");
+    let recorder = Recorder::default();
+    let mut buses = Vec::new();
+    for label in ["first", "second"] {
+        let bus = scope
+            .builder(backend, &["fanout.*"])
+            .state(recorder.labeled(label))
+            .process_id(label)
+            .start()
+            .await
+            .expect("start");
+        buses.push(bus);
+    }
+    for n in 0..3 {
+        buses[0].publish_raw("fanout.news", numbered(n)).await.expect("publish_raw");
+    }
+    buses[0].publish_raw("fanout.too.deep", numbered(9)).await.expect("publish_raw");
+    let records = recorder.wait_until(WAIT, |records| records.len() >= 6).await;
+    for label in ["first", "second"] {
+        let mut seen: Vec<u64> = records.iter().filter(|record| &*record.bus == label).map(|record| record.n).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![0, 1, 2], "bus {label}: `*` is one word, so fanout.too.deep is not taken");
+    }
+    for bus in buses {
+        bus.shutdown().await.expect("shutdown");
+    }
+    backend.cleanup(&scope).await;
+}
+
+/// A failing pattern listener is retried and dead-lettered like any other.
+pub async fn failing_pattern_listeners_retry_then_dead_letter(backend: &impl Backend) {
+    let scope = Scope::new("rawfail");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &["gamble.#"]).state(recorder.clone()).start().await.expect("start");
+    let body = serde_json::to_vec(&Numbered { n: 1, outcome: "error".into() }).expect("encode");
+    bus.publish_raw("gamble.now", body.clone()).await.expect("publish_raw");
+    let dead = wait_for_messages(backend, &scope.pattern_dead_letter_queue("raw_gambler"), 1).await;
+    assert_eq!(dead[0].body, body);
+    assert_eq!(dead[0].event_type, "gamble.now");
+    assert_eq!(dead[0].header_text(eventing::message::header::ERROR), Some("raw gamble 1 lost"));
+    let attempts: Vec<u32> = recorder.records().iter().map(|record| record.attempt).collect();
+    assert_eq!(attempts, vec![1, 2, 3], "three attempts, then the dead-letter queue");
+    bus.shutdown().await.expect("shutdown");
+    backend.cleanup(&scope).await;
+}
+
+/// Topic matching, including the seed's own examples, `#` alone, `a.#.b` and empty words,
+/// gives the same result on every transport as on RabbitMQ (where an empty routing key
+/// has no words, so `*` does not take it, and `a..b` has an empty one that `*` takes).
+pub async fn topic_patterns_match_as_on_rabbitmq(backend: &impl Backend) {
+    let scope = Scope::new("topic");
+    let patterns = ["pylabs.event.crm.*.cancel.#", "pylabs.event.crm.lead.#", "#", "a.#.b", "a.*.b", "*", "a.#", "#.b"];
+    let queue_of = |index: usize| format!("{}.pattern{index}", scope.service);
+    let topology = Topology {
+        exchanges: vec![scope.exchange.clone()],
+        queues: (0..patterns.len())
+            .map(|index| QueueSpec {
+                name: scope.declared(&queue_of(index)),
+                lifetime: QueueLifetime::Durable,
+                role: QueueRole::Listener,
+            })
+            .collect(),
+        bindings: patterns
+            .iter()
+            .enumerate()
+            .map(|(index, pattern)| BindingSpec {
+                exchange: scope.exchange.clone(),
+                pattern: (*pattern).to_owned(),
+                queue: queue_of(index),
+            })
+            .collect(),
+    };
+    let raw = backend.transport().await;
+    raw.declare(&topology).await.expect("declare");
+    let keys = [
+        "pylabs.event.crm.operation.cancel",
+        "pylabs.event.crm.operation.cancel.by.user",
+        "pylabs.event.crm.user.operation.cancel",
+        "pylabs.event.crm.cancel.operation.confirmed",
+        "pylabs.event.crm.lead",
+        "a.b",
+        "a.x.y.b",
+        "a..b",
+        "a",
+        "b",
+        "",
+    ];
+    for key in keys {
+        let message = Message {
+            body: format!("{key:?}").into_bytes(),
+            message_id: format!("key-{key}"),
+            correlation_id: None,
+            causation_id: None,
+            event_type: Cow::Owned(key.to_owned()),
+            content_type: Some(Cow::Borrowed("application/json")),
+            timestamp: SystemTime::now(),
+            app_id: None,
+            persistent: false,
+            attempt: 1,
+            headers: Headers::new(),
+        };
+        raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: key }, message, Origin::Outside)
+            .await
+            .expect("publish");
+    }
+    let expected: [&[&str]; 8] = [
+        &["pylabs.event.crm.operation.cancel", "pylabs.event.crm.operation.cancel.by.user"],
+        &["pylabs.event.crm.lead"],
+        &keys,
+        &["a.b", "a.x.y.b", "a..b"],
+        &["a..b"],
+        &["a", "b"],
+        &["a.b", "a.x.y.b", "a..b", "a"],
+        &["a.b", "a.x.y.b", "a..b", "b"],
+    ];
+    let mut mismatches = Vec::new();
+    for (index, pattern) in patterns.iter().enumerate() {
+        let mut got: Vec<String> = backend
+            .queue_messages(&queue_of(index))
+            .await
+            .into_iter()
+            .map(|message| message.message_id.trim_start_matches("key-").to_owned())
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = expected[index].iter().map(|key| (*key).to_owned()).collect();
+        want.sort();
+        if got != want {
+            mismatches.push(format!("`{pattern}`: got {got:?}, want {want:?}"));
+        }
+    }
+    raw.close().await.expect("close");
+    backend.cleanup(&scope).await;
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
+
 /// Polls a queue until it holds `count` messages (dead-letter queues have no consumer to
 /// wait on), then returns them.
 pub async fn wait_for_messages(backend: &impl Backend, queue: &str, count: usize) -> Vec<Message> {
@@ -757,6 +1104,12 @@ macro_rules! conformance_suite {
             headers_reach_the_handler,
             filters_decline_without_retrying,
             interceptors_carry_a_task_local_through_a_chain,
+            outside_attempt_headers_do_not_skip_retries,
+            pattern_listeners_take_a_family,
+            hash_takes_every_event_once,
+            per_process_pattern_listeners_fan_out,
+            failing_pattern_listeners_retry_then_dead_letter,
+            topic_patterns_match_as_on_rabbitmq,
         );
     };
     (@cases $backend:path; $($case:ident),* $(,)?) => {
@@ -764,7 +1117,13 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let Some(backend) = $backend().await else { return };
-                $crate::conformance::$case(&backend).await;
+                let created = $crate::conformance::Created::default();
+                let case = std::panic::AssertUnwindSafe(created.track($crate::conformance::$case(&backend)));
+                // A failed case leaves nothing behind on the broker either.
+                if let Err(panic) = futures_util::FutureExt::catch_unwind(case).await {
+                    created.cleanup(&backend).await;
+                    std::panic::resume_unwind(panic);
+                }
             }
         )*
     };

@@ -100,6 +100,24 @@ impl Drop for RestartOnDrop {
     }
 }
 
+/// Polls `bus.health()` until `done` holds; panics with the last health after `timeout`.
+async fn wait_for_health(
+    bus: &eventing::Bus,
+    timeout: Duration,
+    done: impl Fn(&eventing::Health) -> bool,
+) -> eventing::Health {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let health = bus.health();
+        if done(&health) {
+            return health;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "health did not change within {timeout:?}: {health:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Also: `Bus::health()` turns not ready while the link is down, and ready again after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
     let Some(url) = reachable_amqp_url() else { return };
@@ -142,8 +160,11 @@ async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
 
     // Stop the broker while publishing is under way, keep it down a moment, start it again.
     tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(bus.health().is_ready(), "{:?}", bus.health());
     let restart = RestartOnDrop;
     tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"])).await.expect("stop_app");
+    let down = wait_for_health(&bus, Duration::from_secs(10), |health| !health.is_ready()).await;
+    assert!(!down.is_connected(), "not ready because the link is down: {down:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     tokio::task::spawn_blocking(|| {
         rabbitmqctl(&["start_app"]);
@@ -152,6 +173,7 @@ async fn every_confirmed_durable_event_is_handled_across_a_broker_restart() {
     .await
     .expect("start_app");
     drop(restart);
+    wait_for_health(&bus, Duration::from_secs(60), eventing::Health::is_ready).await;
 
     let (confirmed, failed, longest) = publisher.await.expect("publisher task");
     assert!(longest >= Duration::from_secs(1), "no publish waited through the outage (longest {longest:?})");

@@ -1,9 +1,10 @@
 //! AMQP topic matching: `*` matches exactly one dot-separated word, `#` zero or more.
 
-/// Whether `routing_key` matches the binding `pattern`.
+/// Whether `routing_key` matches the binding `pattern`. As on RabbitMQ, an empty routing
+/// key has no words (only `#` matches it), while `a..b` has an empty middle word.
 pub(crate) fn matches(pattern: &str, routing_key: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('.').collect();
-    let key: Vec<&str> = routing_key.split('.').collect();
+    let key: Vec<&str> = if routing_key.is_empty() { Vec::new() } else { routing_key.split('.').collect() };
     matches_words(&pattern, &key)
 }
 
@@ -45,5 +46,12 @@ mod tests {
         assert!(matches("#.paid", "paid"));
         assert!(matches("a.#.z", "a.b.c.z"));
         assert!(!matches("a.#.z", "a.b.c"));
+    }
+
+    #[test]
+    fn an_empty_key_has_no_words_but_empty_words_count() {
+        assert!(matches("#", ""));
+        assert!(!matches("*", ""));
+        assert!(matches("a.*.b", "a..b"));
     }
 }

@@ -97,8 +97,8 @@ impl HandleStack {
     }
 
     /// Decode, filter, handle: the stack without interceptors.
-    async fn direct(&self, message: &Message, ctx: Context) -> Outcome {
-        match self.handler.call(&message.body, ctx) {
+    async fn direct(&self, message: &Arc<Message>, ctx: Context) -> Outcome {
+        match self.handler.call(message, ctx) {
             Handling::Undecodable(error) => Outcome::Failed(Failure::Permanent(self.undecodable(&error))),
             Handling::Declined => Outcome::Declined,
             Handling::Run(handling) => match handling.await {
@@ -113,7 +113,7 @@ impl HandleStack {
         let verdict: Mutex<Option<Verdict>> = Mutex::new(None);
         let envelope = Envelope::incoming(Arc::clone(message), self.info.name);
         let inner: Inner<'_> = Box::new(|| {
-            let (seen, handling) = match self.handler.call(&message.body, ctx) {
+            let (seen, handling) = match self.handler.call(message, ctx) {
                 Handling::Undecodable(error) => {
                     let reason = self.undecodable(&error);
                     let failed = HandlerError::permanent_msg(&reason);

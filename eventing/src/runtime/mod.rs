@@ -20,7 +20,6 @@ pub(crate) use self::publisher::{Publisher, extra_headers};
 use self::settle::Settler;
 use crate::interceptor::{ErasedInterceptor, Placed};
 use crate::message::{HeaderValue, Headers};
-use crate::registry::Instances;
 use crate::transport::{Topology, Transport};
 use crate::{Chaos, Error, Event, Health, Interceptor, ListenerInfo, Registry, RetryPolicy, State, naming};
 
@@ -147,8 +146,10 @@ impl Builder {
         self
     }
 
-    /// The service name: first part of every queue name and the `app_id` of published
-    /// messages. Default: `EVENTING_SERVICE`, else each listener's crate name in snake case.
+    /// The service name: first part of every queue name, the `app_id` of published messages
+    /// and the first part of the connection name (`<service>@<process id>`). Default:
+    /// `EVENTING_SERVICE`, else each listener's crate name in snake case; the bus itself is
+    /// named after its listeners' crate when they share one, else after the executable.
     pub fn service(mut self, service: impl Into<String>) -> Self {
         self.service = Some(service.into());
         self
@@ -240,18 +241,24 @@ impl Builder {
         if let Some(chaos) = &chaos {
             tracing::warn!(?chaos, "CHAOS IS ON: failures, nacks and delays are being injected on purpose");
         }
-        let mut instances = Instances::default();
-        let mut handlers = Vec::with_capacity(plan.listeners.len());
-        for listener in &plan.listeners {
-            let registered = &listener.registered;
-            let handler = (registered.descriptor.make_handler)(&mut instances, &self.state)
-                .map_err(|source| Error::MissingState { listener: registered.info.rust_type, source })?;
-            handlers.push(handler);
+        if plan.listeners.is_empty() {
+            crate::registry::warn_no_listeners();
         }
-        let interceptors = crate::interceptor::chain(&self.state, self.interceptors)?;
+        let handlers =
+            crate::registry::build_handlers(plan.listeners.iter().map(|listener| &listener.registered), &self.state);
+        let interceptors = crate::interceptor::chain(&self.state, self.interceptors);
+        let (handlers, interceptors) = match (handlers, interceptors) {
+            (Ok(handlers), Ok(interceptors)) => (handlers, interceptors),
+            // Name everything that is missing at once, listeners first.
+            (Err(Error::MissingState { mut missing }), Err(Error::MissingState { missing: more })) => {
+                missing.extend(more);
+                return Err(Error::MissingState { missing });
+            }
+            (Err(error), _) | (_, Err(error)) => return Err(error),
+        };
 
-        let Settings { exchange, service, process_id } = settings;
-        let app_id: Arc<str> = service.unwrap_or_else(default_app_id).into();
+        let Settings { exchange, process_id, .. } = settings;
+        let app_id: Arc<str> = plan.service.clone().unwrap_or_else(naming::service_from_executable).into();
         let (transport, system) = match self.transport {
             Some(transport) => {
                 let system = transport.system().unwrap_or(connect::OTHER_SYSTEM);
@@ -340,7 +347,8 @@ async fn launch(
 ) -> Result<Shared, Error> {
     let Running { exchange, app_id, process_id, shutdown_timeout, chaos, system } = running;
     transport.declare(&plan.topology).await.map_err(|source| Error::Declare { source })?;
-    let publisher = Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id, interceptors, system));
+    let publisher =
+        Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id, interceptors, plan.events.clone(), system));
     let stop = CancellationToken::new();
     let mut consumers = Vec::with_capacity(plan.listeners.len());
     for (listener, handler) in plan.listeners.iter().zip(handlers) {
@@ -381,14 +389,6 @@ async fn launch(
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
-/// The executable's name, for the `app_id` of a bus without a configured service.
-fn default_app_id() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "eventing".into())
 }
 
 #[cfg(unix)]
@@ -451,12 +451,33 @@ impl Bus {
         self.shared.publisher.publish(event, extra_headers(headers)?, None).await
     }
 
+    /// Publishes a JSON `body` as the event `name`, for producers that have JSON but no Rust
+    /// type (bridges, scripts, other languages' payloads). The name must be a valid event
+    /// name and the body valid JSON, else nothing is sent; a registered event's
+    /// durability applies, and its typed listeners receive it like any other.
+    ///
+    /// ```rust,standalone_crate
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), eventing::Error> {
+    /// let bus = eventing::builder().start().await?;
+    /// bus.publish_raw("billing.invoice_paid", br#"{"invoice":"A-1"}"#.to_vec()).await?;
+    /// assert!(bus.publish_raw("billing.invoice_paid", b"not json".to_vec()).await.is_err());
+    /// assert!(bus.publish_raw("billing.*", b"{}".to_vec()).await.is_err());
+    /// # bus.shutdown().await
+    /// # }
+    /// ```
+    pub async fn publish_raw(&self, name: &str, body: Vec<u8>) -> Result<(), Error> {
+        self.shared.publisher.publish_raw(name, body, Headers::new(), None).await
+    }
+
     /// Whether the bus is connected and every listener consuming, for readiness probes.
     pub fn health(&self) -> Health {
         let consumers = self.shared.consumers.lock().unwrap_or_else(PoisonError::into_inner);
+        let transport = self.shared.publisher.transport();
         Health::new(
             !self.shared.publisher.is_closed() && !self.shared.stop.is_cancelled(),
-            self.shared.publisher.transport().is_connected(),
+            transport.is_connected(),
+            transport.is_blocked(),
             consumers.len(),
             consumers.iter().filter(|consumer| !consumer.is_finished()).count(),
         )

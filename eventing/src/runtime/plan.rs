@@ -32,8 +32,14 @@ pub(crate) struct PlannedListener {
 }
 
 pub(crate) struct Plan {
+    /// The service the bus runs as (connection name, `app_id`): the configured one, else
+    /// the one its listeners' crate gives them all; `None` when there are no listeners or
+    /// they come from several crates.
+    pub(crate) service: Option<String>,
     pub(crate) topology: Topology,
     pub(crate) listeners: Vec<PlannedListener>,
+    /// Every registered event's name and durability, for publishing by name.
+    pub(crate) events: HashMap<&'static str, bool>,
 }
 
 pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan, Error> {
@@ -51,6 +57,7 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
     let mut topology = Topology { exchanges: vec![config.exchange.to_owned()], ..Topology::default() };
     let mut listeners = Vec::new();
     let mut owners: HashMap<String, &'static str> = HashMap::new();
+    let mut services: Vec<String> = Vec::new();
     for registered in registry.registered() {
         let info = &registered.info;
         if !(config.include)(info) {
@@ -64,23 +71,39 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
                 service
             }
         };
-        let shared_name = naming::listener_queue(&service, info.event, info.name);
-        if let Some(first) = owners.insert(shared_name.clone(), info.rust_type) {
-            let (first, second) = ordered(first, info.rust_type);
-            return Err(Error::DuplicateListener {
-                listener: info.name.to_owned(),
-                event: info.event.to_owned(),
-                queue: shared_name,
-                first,
-                second,
-            });
+        if !services.contains(&service) {
+            services.push(service.clone());
         }
-        let queue = match (info.mode, info.durable) {
-            (ListenerMode::PerProcess, _) => QueueSpec {
-                name: naming::per_process_queue(&service, info.event, info.name, config.process_id),
-                lifetime: QueueLifetime::Exclusive,
-                role: QueueRole::Listener,
-            },
+        let (shared_name, per_process_name, dead_letter_name) = match info.pattern {
+            Some(_) => (
+                naming::pattern_listener_queue(&service, info.name),
+                naming::pattern_per_process_queue(&service, info.name, config.process_id),
+                naming::pattern_dead_letter_queue(&service, info.name),
+            ),
+            None => (
+                naming::listener_queue(&service, info.event, info.name),
+                naming::per_process_queue(&service, info.event, info.name, config.process_id),
+                naming::dead_letter_queue(&service, info.event, info.name),
+            ),
+        };
+        // Every name a listener owns, so no two listeners share a queue, whatever their kind.
+        for owned in [&shared_name, &dead_letter_name] {
+            if let Some(first) = owners.insert(owned.clone(), info.rust_type) {
+                let (first, second) = ordered(first, info.rust_type);
+                return Err(Error::DuplicateListener {
+                    listener: info.name.to_owned(),
+                    event: info.event.to_owned(),
+                    queue: owned.clone(),
+                    first,
+                    second,
+                });
+            }
+        }
+        let queue = match (info.mode, info.durable || info.pattern.is_some()) {
+            (ListenerMode::PerProcess, _) => {
+                QueueSpec { name: per_process_name, lifetime: QueueLifetime::Exclusive, role: QueueRole::Listener }
+            }
+            // A pattern queue takes durable events too: it lives as they do.
             (ListenerMode::Competing, true) => {
                 QueueSpec { name: shared_name, lifetime: QueueLifetime::Durable, role: QueueRole::Listener }
             }
@@ -90,11 +113,8 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
                 role: QueueRole::Listener,
             },
         };
-        let dead_letter = QueueSpec {
-            name: naming::dead_letter_queue(&service, info.event, info.name),
-            lifetime: QueueLifetime::Durable,
-            role: QueueRole::DeadLetter,
-        };
+        let dead_letter =
+            QueueSpec { name: dead_letter_name, lifetime: QueueLifetime::Durable, role: QueueRole::DeadLetter };
         let concurrency = if info.concurrency == 0 { config.concurrency } else { info.concurrency };
         if concurrency == 0 {
             return Err(Error::InvalidListenerConfig {
@@ -137,7 +157,13 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
             retry_queues,
         });
     }
-    Ok(Plan { topology, listeners })
+    let service = match (config.service, services.as_slice()) {
+        (Some(service), _) => Some(service.to_owned()),
+        (None, [service]) => Some(service.clone()),
+        (None, _) => None,
+    };
+    let events = registry.events().iter().map(|event| (event.name, event.durable)).collect();
+    Ok(Plan { service, topology, listeners, events })
 }
 
 fn check(result: Result<(), String>, kind: &'static str, name: &str, origin: &str) -> Result<(), Error> {

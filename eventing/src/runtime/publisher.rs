@@ -3,17 +3,19 @@
 //! follow-ups, and the runtime's moves of failed messages to retry and dead-letter queues.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
+use serde::de::IgnoredAny;
 use tracing::Instrument;
 
 use crate::envelope::Envelope;
 use crate::interceptor::ErasedInterceptor;
 use crate::message::{HeaderValue, Headers, JSON, Message, is_reserved_header};
 use crate::transport::{Origin, Route, Transport, TransportError};
-use crate::{Error, Event};
+use crate::{Error, Event, naming};
 
 /// Publishes to the bus's exchange; shared by the [`Bus`](crate::Bus), every handler's
 /// [`Context`](crate::Context) and the consumers' failure path.
@@ -22,6 +24,8 @@ pub(crate) struct Publisher {
     exchange: String,
     app_id: Arc<str>,
     interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
+    /// Every registered event's name and durability, for `publish_raw`.
+    events: HashMap<&'static str, bool>,
     closed: AtomicBool,
     /// The transport's `messaging.system`, for the spans of the `opentelemetry` feature.
     #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
@@ -49,9 +53,10 @@ impl Publisher {
         exchange: String,
         app_id: Arc<str>,
         interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
+        events: HashMap<&'static str, bool>,
         system: &'static str,
     ) -> Self {
-        Self { transport, exchange, app_id, interceptors, closed: AtomicBool::new(false), system }
+        Self { transport, exchange, app_id, interceptors, events, closed: AtomicBool::new(false), system }
     }
 
     /// The transport's `messaging.system`.
@@ -86,6 +91,30 @@ impl Publisher {
     ) -> Result<(), Error> {
         let body = serde_json::to_vec(event).map_err(|source| Error::Encode { event: E::NAME, source })?;
         self.publish_body(Cow::Borrowed(E::NAME), body, E::DURABLE, headers, cause).await
+    }
+
+    /// Publishes `body` as the event `name` after checking both; a registered event's
+    /// durability applies.
+    pub(crate) async fn publish_raw(
+        &self,
+        name: &str,
+        body: Vec<u8>,
+        headers: Headers,
+        cause: Option<&Message>,
+    ) -> Result<(), Error> {
+        naming::check_event_name(name).map_err(|reason| Error::InvalidName {
+            kind: "event",
+            name: name.to_owned(),
+            rust_type: "publish_raw".into(),
+            reason,
+        })?;
+        serde_json::from_slice::<IgnoredAny>(&body)
+            .map_err(|source| Error::InvalidJson { event: name.to_owned(), source })?;
+        let (name, durable) = match self.events.get_key_value(name) {
+            Some((registered, durable)) => (Cow::Borrowed(*registered), *durable),
+            None => (Cow::Owned(name.to_owned()), false),
+        };
+        self.publish_body(name, body, durable, headers, cause).await
     }
 
     /// Publishes a JSON `body` as event `name`.

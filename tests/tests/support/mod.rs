@@ -4,3 +4,4 @@
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod broker;
+pub mod raw_publish;
