@@ -1,13 +1,14 @@
 //! The `metrics` feature on the in-memory transport, with `metrics-util`'s
 //! `DebuggingRecorder` as the global recorder (this binary's only test, so nothing else
 //! records into it): what a handled, a retried-then-handled, a dead-lettered and a declined
-//! delivery count, and that retry and dead-letter moves are not counted as published.
+//! delivery count, and that retry and dead-letter moves are not counted as published; a
+//! pattern listener's `event` label is the delivered event's name.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use eventing::testing::TestBus;
-use eventing::{Context, HandlerError, Listener, RetryPolicy, event, event_listener};
+use eventing::{Context, HandlerError, Listener, RawEvent, RetryPolicy, event, event_listener};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::{CompositeKey, MetricKind};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,18 @@ impl Listener<Job> for Worker {
                 Ok(())
             }
         }
+    }
+}
+
+/// Sees every `metrics.*` event: its `event` label is the delivered event's name, not
+/// its pattern.
+#[derive(Default)]
+pub struct Audit;
+
+#[event_listener(name = "audit", pattern = "metrics.#")]
+impl Listener<RawEvent> for Audit {
+    async fn on(&self, _event: RawEvent, _ctx: &Context) -> Result<(), HandlerError> {
+        Ok(())
     }
 }
 
@@ -118,6 +131,12 @@ async fn counters_histogram_and_gauge_follow_each_outcome() {
         Some(2),
         "{metrics:#?}"
     );
+
+    let audit = |event: &str| {
+        counter(&metrics, "eventing_handled_total", &[("event", event), ("listener", "audit"), ("outcome", "ok")])
+    };
+    assert_eq!(audit("metrics.job"), Some(4), "a pattern listener labels by event name: {metrics:#?}");
+    assert_eq!(audit("metrics.job_done"), Some(2), "{metrics:#?}");
 
     match metrics.get(&(MetricKind::Histogram, "eventing_handle_duration_seconds".to_owned(), labels(&job))) {
         Some(DebugValue::Histogram(seconds)) => {

@@ -5,7 +5,9 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{SharedString, counter, gauge, histogram};
+
+use crate::ListenerInfo;
 
 pub(crate) const PUBLISHED: &str = "eventing_published_total";
 pub(crate) const HANDLED: &str = "eventing_handled_total";
@@ -38,14 +40,29 @@ pub(crate) fn published(event: Cow<'static, str>) {
     counter!(PUBLISHED, "event" => event).increment(1);
 }
 
-/// A delivery of `event` to `listener` settled as `outcome`.
-pub(crate) fn handled(event: &'static str, listener: &'static str, outcome: Handled) {
-    counter!(HANDLED, "event" => event, "listener" => listener, "outcome" => outcome.label()).increment(1);
+/// The `event` label of a delivery of `event_type` to `listener`: the listener's event (no
+/// copy), or for a pattern listener the name of the event delivered.
+#[allow(clippy::ptr_arg, reason = "a borrowed name stays a label without a copy")]
+fn event_label(listener: &ListenerInfo, event_type: &Cow<'static, str>) -> SharedString {
+    match (listener.pattern, event_type) {
+        (None, _) => SharedString::const_str(listener.event),
+        (Some(_), Cow::Borrowed(name)) => SharedString::const_str(name),
+        (Some(_), Cow::Owned(name)) => SharedString::from_owned(name.clone()),
+    }
 }
 
-/// How long the handle stack took for a delivery of `event` to `listener`.
-pub(crate) fn handle_duration(event: &'static str, listener: &'static str, took: Duration) {
-    histogram!(HANDLE_DURATION, "event" => event, "listener" => listener).record(took);
+/// A delivery of `event_type` to `listener` settled as `outcome`.
+#[allow(clippy::ptr_arg, reason = "a borrowed name stays a label without a copy")]
+pub(crate) fn handled(listener: &ListenerInfo, event_type: &Cow<'static, str>, outcome: Handled) {
+    let event = event_label(listener, event_type);
+    counter!(HANDLED, "event" => event, "listener" => listener.name, "outcome" => outcome.label()).increment(1);
+}
+
+/// How long the handle stack took for a delivery of `event_type` to `listener`.
+#[allow(clippy::ptr_arg, reason = "a borrowed name stays a label without a copy")]
+pub(crate) fn handle_duration(listener: &ListenerInfo, event_type: &Cow<'static, str>, took: Duration) {
+    let event = event_label(listener, event_type);
+    histogram!(HANDLE_DURATION, "event" => event, "listener" => listener.name).record(took);
 }
 
 /// A connection recovered.

@@ -117,11 +117,7 @@ impl Consumer {
             let outcome = self.stack.run(&message, delivery.redelivered).await;
             #[cfg(feature = "metrics")]
             if !matches!(outcome, super::handle::Outcome::Returned) {
-                crate::observe::metrics::handle_duration(
-                    self.stack.info.event,
-                    self.stack.info.name,
-                    started.elapsed(),
-                );
+                crate::observe::metrics::handle_duration(&self.stack.info, &message.event_type, started.elapsed());
             }
             self.settler.settle(&self.stack.publisher, delivery, outcome).await;
         }

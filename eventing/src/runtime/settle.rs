@@ -42,13 +42,13 @@ impl Settler {
             Outcome::Handled => {
                 tracing::debug!("handled");
                 #[cfg(feature = "metrics")]
-                self.count(Handled::Ok);
+                self.count(&delivery, Handled::Ok);
                 self.ack(delivery).await;
             }
             Outcome::Declined => {
                 tracing::debug!("declined by the listener's filter");
                 #[cfg(feature = "metrics")]
-                self.count(Handled::Declined);
+                self.count(&delivery, Handled::Declined);
                 self.ack(delivery).await;
             }
             Outcome::Returned => {
@@ -60,13 +60,13 @@ impl Settler {
                 let delay = self.retry.delay_before(attempt + 1);
                 tracing::warn!(%reason, ?delay, next_attempt = attempt + 1, "handling failed; retrying later");
                 #[cfg(feature = "metrics")]
-                self.count(Handled::Retried);
+                self.count(&delivery, Handled::Retried);
                 self.fail(publisher, delivery, reason, FailedTo::Retry(delay)).await;
             }
             Outcome::Failed(Failure::Retryable(reason) | Failure::Permanent(reason)) => {
                 tracing::error!(%reason, attempts = attempt, dead_letter_queue = %self.dead_letter_queue, "handling failed; dead-lettering");
                 #[cfg(feature = "metrics")]
-                self.count(Handled::DeadLettered);
+                self.count(&delivery, Handled::DeadLettered);
                 self.fail(publisher, delivery, reason, FailedTo::DeadLetter).await;
             }
         }
@@ -74,8 +74,8 @@ impl Settler {
 
     /// `eventing_handled_total` for this listener, counted where the decision is made.
     #[cfg(feature = "metrics")]
-    fn count(&self, outcome: Handled) {
-        crate::observe::metrics::handled(self.info.event, self.info.name, outcome);
+    fn count(&self, delivery: &Delivery, outcome: Handled) {
+        crate::observe::metrics::handled(&self.info, &delivery.message.event_type, outcome);
     }
 
     async fn ack(&self, delivery: Delivery) {
