@@ -71,11 +71,13 @@ async fn config_check_prints_resolved_settings_and_names_mistakes() {
         ),
         "{out}"
     );
+    std::fs::remove_file(&path).ok();
 
     let path = file("typo", "[listeners.notify_customer]\nprefetsh = 3\n");
     let (code, _, err) = eventing(&["config", "check", &path]).await;
     assert_eq!(code, ExitCode::FAILURE);
     assert!(err.contains(&format!("{path}:2: `listeners.notify_customer.prefetsh`: unknown field")), "{err}");
+    std::fs::remove_file(&path).ok();
 }
 
 #[tokio::test]

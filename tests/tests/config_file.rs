@@ -90,12 +90,37 @@ impl eventing::Listener<UserCreated> for ReserveStock {
     }
 }
 
-fn file(name: &str, text: &str) -> PathBuf {
+/// A file `eventing.toml` in a directory of its own, removed when dropped.
+struct TempFile(PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = PathBuf;
+
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempFile {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn file(name: &str, text: &str) -> TempFile {
     let dir = std::env::temp_dir().join(format!("eventing-config-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("eventing.toml");
     std::fs::write(&path, text).expect("write");
-    path
+    TempFile(path)
 }
 
 fn setting<'a>(all: &'a [eventing::ListenerSettings], name: &str) -> &'a eventing::ListenerSettings {
@@ -105,7 +130,7 @@ fn setting<'a>(all: &'a [eventing::ListenerSettings], name: &str) -> &'a eventin
 #[tokio::test]
 async fn the_design_file_disables_a_listener_rebinds_a_pattern_and_reschedules() {
     let path = file("design", DESIGN_TOML);
-    let builder = eventing::builder().transport(MemoryBroker::new().transport()).config_file(&path);
+    let builder = eventing::builder().transport(MemoryBroker::new().transport()).config_file(&*path);
     let listeners = builder.listener_settings().expect("the file checks");
     assert!(!setting(&listeners, "send_welcome_mail").enabled);
     assert_eq!(setting(&listeners, "audit_trail").binding, "billing.#");
@@ -127,7 +152,7 @@ async fn the_design_file_disables_a_listener_rebinds_a_pattern_and_reschedules()
 #[tokio::test]
 async fn a_file_changes_concurrency_and_retry_delay_beyond_the_attribute_cap() {
     let path = file("tuning", "[listeners.reserve_stock]\nconcurrency = 8\nretry_delay = \"2m\"\n");
-    let builder = eventing::builder().service("shop").concurrency(5).config_file(&path);
+    let builder = eventing::builder().service("shop").concurrency(5).config_file(&*path);
     let listeners = builder.listener_settings().expect("the file checks");
     let reserve = setting(&listeners, "reserve_stock");
     assert_eq!(reserve.concurrency, 8, "the file wins over attribute and builder");
@@ -142,17 +167,17 @@ async fn a_file_changes_concurrency_and_retry_delay_beyond_the_attribute_cap() {
 #[tokio::test]
 async fn a_typo_fails_the_start_naming_file_line_and_key() {
     let path = file("typo", "service = \"shop\"\n\n[listeners.reserve_stock]\nconcurency = 8\n");
-    let error = eventing::builder().transport(MemoryBroker::new().transport()).config_file(&path).start().await;
+    let error = eventing::builder().transport(MemoryBroker::new().transport()).config_file(&*path).start().await;
     let error = error.expect_err("a typo is a start error").to_string();
     let expected = format!("{}:4: `listeners.reserve_stock.concurency`: unknown field `concurency`", path.display());
     assert!(error.starts_with(&expected), "{error}");
 
     let path = file("unknown-listener", "[listeners.reserve_stok]\nconcurrency = 8\n");
-    let error = eventing::builder().config_file(&path).topology().expect_err("unknown listener").to_string();
+    let error = eventing::builder().config_file(&*path).topology().expect_err("unknown listener").to_string();
     assert!(error.contains(":1: `listeners.reserve_stok`: no listener is named `reserve_stok`"), "{error}");
 
     let path = file("bad-value", "[listeners.reserve_stock]\nretry_delay = \"soon\"\n");
-    let error = eventing::builder().config_file(&path).topology().expect_err("bad value").to_string();
+    let error = eventing::builder().config_file(&*path).topology().expect_err("bad value").to_string();
     assert!(error.contains(":2: `listeners.reserve_stock.retry_delay`: `soon` is not a duration"), "{error}");
 
     let missing = std::env::temp_dir().join("eventing-no-such-dir").join("eventing.toml");
@@ -191,7 +216,7 @@ fn row_file_over_attribute_and_builder() {
         "[listeners.reserve_stock]\nconcurrency = 3\n\n[listeners.send_welcome_mail]\nconcurrency = 7\n",
     );
     let listeners =
-        eventing::builder().service("shop").concurrency(5).config_file(&path).listener_settings().expect("settings");
+        eventing::builder().service("shop").concurrency(5).config_file(&*path).listener_settings().expect("settings");
     assert_eq!(setting(&listeners, "reserve_stock").concurrency, 3);
     assert_eq!(setting(&listeners, "send_welcome_mail").concurrency, 7);
 }
@@ -199,10 +224,10 @@ fn row_file_over_attribute_and_builder() {
 #[test]
 fn row_names_file_over_defaults_and_builder_over_file() {
     let path = file("row-names", "service = \"from_file\"\nexchange = \"file_exchange\"\n");
-    let topology = eventing::builder().config_file(&path).topology().expect("topology");
+    let topology = eventing::builder().config_file(&*path).topology().expect("topology");
     assert_eq!(topology.exchanges, ["file_exchange"]);
     assert!(topology.queues.iter().all(|queue| queue.name.starts_with("from_file.")), "{topology:?}");
-    let topology = eventing::builder().service("from_code").config_file(&path).topology().expect("topology");
+    let topology = eventing::builder().service("from_code").config_file(&*path).topology().expect("topology");
     assert!(topology.queues.iter().all(|queue| queue.name.starts_with("from_code.")), "{topology:?}");
 }
 
@@ -221,7 +246,7 @@ fn row_names_environment_over_file() {
     let output = std::process::Command::new(std::env::current_exe().expect("this test binary"))
         .args(["--exact", "row_names_environment_over_file", "--nocapture", "--test-threads", "1"])
         .env("EVENTING_TEST_CHILD", "1")
-        .env("EVENTING_CONFIG", &path)
+        .env("EVENTING_CONFIG", &*path)
         .env("EVENTING_SERVICE", "from_env")
         .output()
         .expect("the child runs");

@@ -176,6 +176,7 @@ impl Scheduler {
                     period = %period_text(start),
                     "the previous run is still going: skipping this period"
                 );
+                counted(name, "skipped");
                 continue;
             }
             running = Some(self.start_run(start));
@@ -226,16 +227,30 @@ impl Scheduler {
         tokio::spawn(async move {
             tracing::debug!(recurring = name, run = %run_id, "running");
             match tokio::spawn(work.run(ctx)).await {
-                Ok(Ok(())) => tracing::debug!(recurring = name, run = %run_id, "done"),
+                Ok(Ok(())) => {
+                    tracing::debug!(recurring = name, run = %run_id, "done");
+                    counted(name, "ok");
+                }
                 Ok(Err(error)) => {
                     tracing::error!(recurring = name, rust_type, run = %run_id, %error, "the run failed; it runs again next period");
+                    counted(name, "failed");
                 }
                 Err(error) => {
                     tracing::error!(recurring = name, rust_type, run = %run_id, %error, "the run panicked; it runs again next period");
+                    counted(name, "failed");
                 }
             }
         })
     }
+}
+
+/// Counts a period of recurring item `name` by outcome (`ok`, `failed`, `skipped`) as
+/// `eventing_recurring_runs_total{recurring,outcome}` when the `metrics` feature is on.
+fn counted(name: &'static str, outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("eventing_recurring_runs_total", "recurring" => name, "outcome" => outcome).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (name, outcome);
 }
 
 /// A period start as RFC 3339 UTC, with milliseconds only when it has some.
