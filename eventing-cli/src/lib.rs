@@ -14,6 +14,11 @@
 //! - `eventing topology [--service S] [--exchange E]` — the exchange, queues and bindings
 //!   the registry and configuration declare (`EVENTING_SERVICE`, `EVENTING_EXCHANGE`,
 //!   `EVENTING_PROCESS_ID` apply; the flags win);
+//! - `eventing topology --format json|mermaid` — the same with listeners' settings and
+//!   recurring items, as JSON or as a Mermaid flowchart;
+//! - `eventing topology declare` — declares it all and exits (a deploy step);
+//! - `eventing config check [path]` — checks an `eventing.toml` against this binary's
+//!   listeners and recurring items and prints the settings each runs with;
 //! - `eventing topology delete [--yes] [--force]` — deletes those queues (listener, retry
 //!   and dead-letter queues) and the exchange once nothing else is bound to it; refuses
 //!   queues that hold messages or have consumers unless `--force`;
