@@ -325,7 +325,7 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
             let body = read_body(&body, console)?;
             serde_json::from_slice::<serde_json::Value>(&body).map_err(|source| CliError::NotJson { source })?;
             let broker = connect(cli.url).await?;
-            let mut builder = eventing::builder().transport(broker).listeners(|_| false);
+            let mut builder = eventing::builder().transport(broker).listeners(|_| false).recurring(false);
             if let Some(exchange) = exchange {
                 builder = builder.exchange(exchange);
             }

@@ -199,3 +199,19 @@ async fn a_recurring_item_can_be_disabled_and_rescheduled_by_the_file() {
     assert!(error.to_string().ends_with(":1: `recurring.tikcer`: no recurring item is named `tikcer`; recurring items: `always_fails`, `every_ten_seconds`, `takes_three_seconds`, `ticker`"), "{error}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_bus_can_leave_recurring_work_to_others() {
+    let broker = MemoryBroker::new();
+    broker.record_published();
+    let bus = eventing::builder()
+        .transport(broker.transport())
+        .state(Who("publisher"))
+        .recurring(false)
+        .start()
+        .await
+        .expect("bus starts");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(runs(&broker, "ticker").is_empty(), "a bus with .recurring(false) runs nothing");
+    bus.shutdown().await.expect("shutdown");
+}

@@ -96,6 +96,7 @@ pub struct Builder {
     interceptors: Vec<Placed>,
     // Configuration file and recurring work (see `settings.rs`).
     config_file: Option<PathBuf>,
+    run_recurring: bool,
 }
 
 impl Default for Builder {
@@ -116,6 +117,7 @@ impl Default for Builder {
             include: Box::new(|_| true),
             interceptors: Vec::new(),
             config_file: None,
+            run_recurring: true,
         }
     }
 }

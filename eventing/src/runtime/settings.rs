@@ -64,6 +64,13 @@ impl Builder {
         self
     }
 
+    /// Whether this bus runs the `#[recurring]` items linked into the program (default:
+    /// true). A bus that only publishes (a CLI, a script) turns them off.
+    pub fn recurring(mut self, run: bool) -> Self {
+        self.run_recurring = run;
+        self
+    }
+
     /// The configuration file in effect, read and checked (empty when there is none).
     pub(super) fn load_config(&self) -> Result<FileConfig, Error> {
         match crate::config::locate(self.config_file.as_deref(), env) {
@@ -144,6 +151,9 @@ impl Builder {
         _plan: &plan::Plan,
     ) -> Result<Vec<RecurringPlan>, Error> {
         let mut planned = Vec::new();
+        if !self.run_recurring {
+            return Ok(planned);
+        }
         for item in crate::recurring::collect()? {
             let setting = file.recurring(item.info.name);
             if setting.enabled == Some(false) {
