@@ -4,7 +4,7 @@
 //! when it exists. Every mistake (an unknown key, an unknown listener or recurring name, a
 //! bad value) is a start error naming the file, the line and the key.
 //!
-//! Precedence, lowest first (README, "Configuration"):
+//! Precedence, lowest first (README, "The configuration file"):
 //!
 //! | setting | default | attribute | builder | file | environment |
 //! |---|---|---|---|---|---|
