@@ -244,6 +244,8 @@ pub(crate) struct Link {
     url: String,
     /// The single-host URLs, in this process's order.
     endpoints: Vec<String>,
+    /// A cluster URL with the default queue type: expiring queues are quorum queues too.
+    cluster: bool,
     pub(crate) options: AmqpOptions,
     publish_channels: usize,
     session: watch::Sender<Option<Arc<Session>>>,
@@ -261,6 +263,7 @@ impl Link {
     pub(crate) async fn connect(
         url: &str,
         endpoints: Vec<String>,
+        cluster: bool,
         options: AmqpOptions,
         publish_channels: usize,
     ) -> Result<Arc<Self>, TransportError> {
@@ -294,6 +297,7 @@ impl Link {
         let link = Arc::new(Self {
             url: url.to_owned(),
             endpoints,
+            cluster,
             options,
             publish_channels,
             session: watch::Sender::new(Some(session)),
@@ -315,6 +319,11 @@ impl Link {
     /// The single-host URLs, in this process's order (with credentials: never log them).
     pub(crate) fn endpoints(&self) -> &[String] {
         &self.endpoints
+    }
+
+    /// Whether expiring queues are declared as quorum queues (see `topology`).
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// The single-host URL of the current connection, when connected (with credentials).
@@ -369,6 +378,7 @@ impl Link {
             &topology.queues,
             &topology.bindings,
             self.options.queue_type,
+            self.cluster,
         )
         .await?;
         let mut recorded = lock(&self.recorded);
@@ -426,7 +436,7 @@ impl Link {
             let recorded = lock(&self.recorded);
             (recorded.exchanges.clone(), recorded.queues.clone(), recorded.bindings.clone())
         };
-        declare_on(&session.connection, &exchanges, &queues, &bindings, self.options.queue_type).await?;
+        declare_on(&session.connection, &exchanges, &queues, &bindings, self.options.queue_type, self.cluster).await?;
         for restorer in self.restorers() {
             restorer.restore(session, resume).await?;
         }
@@ -440,6 +450,7 @@ async fn declare_on(
     queues: &[QueueSpec],
     bindings: &[BindingSpec],
     queue_type: crate::QueueType,
+    cluster: bool,
 ) -> Result<(), TransportError> {
     if exchanges.is_empty() && queues.is_empty() && bindings.is_empty() {
         return Ok(());
@@ -449,7 +460,7 @@ async fn declare_on(
         topology::declare_exchange(&channel, exchange).await?;
     }
     for queue in queues {
-        topology::declare_queue(&channel, queue, queue_type).await?;
+        topology::declare_queue(&channel, queue, queue_type, cluster).await?;
     }
     for binding in bindings {
         topology::bind(&channel, binding).await?;

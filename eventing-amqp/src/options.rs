@@ -11,7 +11,9 @@ use std::time::Duration;
 pub enum QueueType {
     /// Quorum when the URL lists several endpoints (a cluster), classic for one: existing
     /// single-node deployments keep their classic queues (declaring an existing classic
-    /// queue as quorum fails with `PRECONDITION_FAILED`). The default.
+    /// queue as quorum fails with `PRECONDITION_FAILED`). The default. On a cluster it also
+    /// makes the expiring shared queues of non-durable events quorum queues, so that no
+    /// queue lives on one node only (which would keep its connections from failing over).
     #[default]
     Auto,
     /// Classic durable queues: for a single node, or to keep queues declared before.

@@ -82,11 +82,12 @@ impl AmqpTransport {
     /// declares durable queues as quorum queues.
     pub async fn connect(url: &str, mut options: AmqpOptions) -> Result<Self, TransportError> {
         let listed = crate::endpoints::split(url);
+        let cluster = options.queue_type == crate::QueueType::Auto && listed.len() > 1;
         options.queue_type = options.queue_type.resolve(listed.len());
         let endpoints = if options.shuffle_endpoints { crate::endpoints::shuffled(listed) } else { listed };
         let name = options.connection_name.clone();
         let publish_channels = options.publish_channels.max(1);
-        let link = Link::connect(url, endpoints, options, publish_channels).await?;
+        let link = Link::connect(url, endpoints, cluster, options, publish_channels).await?;
         let endpoint = link.connected_endpoint().map(eventing::transport::redact_url).unwrap_or_default();
         tracing::info!(url = %eventing::transport::redact_url(url), %endpoint, connection = %name, "connected to RabbitMQ");
         Ok(Self {
@@ -161,7 +162,8 @@ impl AmqpTransport {
         };
         let connection_name = format!("{base} {}", queue.name);
         let options = AmqpOptions { connection_name: connection_name.clone(), ..self.link.options.clone() };
-        let link = Link::connect(self.link.url(), self.link.endpoints().to_vec(), options, 0).await?;
+        let link =
+            Link::connect(self.link.url(), self.link.endpoints().to_vec(), self.link.is_cluster(), options, 0).await?;
         let rescue = Target {
             url: self.link.url().to_owned(),
             connection_name: format!("{connection_name} (rescue)"),

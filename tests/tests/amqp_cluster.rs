@@ -340,44 +340,45 @@ async fn fail_over_twice(fault: Fault) {
         assert!(status.success(), "worker exited with {status}");
     }
 
-    let record = record.lock().expect("record");
-    let confirmed: BTreeSet<u64> = record.processes.values().flat_map(|seen| seen.confirmed.iter().copied()).collect();
-    let failed: Vec<&String> = record.processes.values().flat_map(|seen| seen.failed.iter()).collect();
-    let lost: Vec<u64> = confirmed.iter().copied().filter(|n| !record.handled.contains_key(n)).collect();
-    let duplicates: Vec<(u64, u32)> =
-        record.handled.iter().filter(|(_, times)| **times > 1).map(|(n, times)| (*n, *times)).collect();
-    let extra: u32 = duplicates.iter().map(|(_, times)| times - 1).sum();
-    let times: Vec<String> = failovers
-        .iter()
-        .map(|(process, node, failover, outage)| format!("{process} off {node}: {failover:?} (outage {outage:?})"))
-        .collect();
-    eprintln!(
-        "[{fault:?}] RESULT: published {} jobs, confirmed {}, failed (not confirmed) {}, handled {} distinct, \
-         lost {}, duplicates {} ({} jobs); failover: {}",
-        2 * JOBS_PER_PROCESS,
-        confirmed.len(),
-        failed.len(),
-        record.handled.len(),
-        lost.len(),
-        extra,
-        duplicates.len(),
-        times.join("; ")
-    );
-    if !duplicates.is_empty() {
-        eprintln!("[{fault:?}] duplicates (job, times handled): {duplicates:?}");
-    }
-    for line in failed.iter().take(10) {
-        eprintln!("[{fault:?}] {line}");
-    }
+    let (lost, confirmed, failed) = {
+        let record = record.lock().expect("record");
+        let confirmed: BTreeSet<u64> =
+            record.processes.values().flat_map(|seen| seen.confirmed.iter().copied()).collect();
+        let failed: Vec<&String> = record.processes.values().flat_map(|seen| seen.failed.iter()).collect();
+        let lost: Vec<u64> = confirmed.iter().copied().filter(|n| !record.handled.contains_key(n)).collect();
+        let duplicates: Vec<(u64, u32)> =
+            record.handled.iter().filter(|(_, times)| **times > 1).map(|(n, times)| (*n, *times)).collect();
+        let extra: u32 = duplicates.iter().map(|(_, times)| times - 1).sum();
+        let times: Vec<String> = failovers
+            .iter()
+            .map(|(process, node, failover, outage)| format!("{process} off {node}: {failover:?} (outage {outage:?})"))
+            .collect();
+        eprintln!(
+            "[{fault:?}] RESULT: published {} jobs, confirmed {}, failed (not confirmed) {}, handled {} distinct, \
+             lost {}, duplicates {} ({} jobs); failover: {}",
+            2 * JOBS_PER_PROCESS,
+            confirmed.len(),
+            failed.len(),
+            record.handled.len(),
+            lost.len(),
+            extra,
+            duplicates.len(),
+            times.join("; ")
+        );
+        if !duplicates.is_empty() {
+            eprintln!("[{fault:?}] duplicates (job, times handled): {duplicates:?}");
+        }
+        for line in failed.iter().take(10) {
+            eprintln!("[{fault:?}] {line}");
+        }
+        (lost, confirmed.len() as u64, failed.len() as u64)
+    };
+    delete_scope(&url, &service, &exchange).await;
     assert!(lost.is_empty(), "confirmed jobs lost: {lost:?}");
     assert!(
-        confirmed.len() as u64 + failed.len() as u64 == 2 * JOBS_PER_PROCESS,
-        "every publish returned: {} confirmed, {} failed",
-        confirmed.len(),
-        failed.len()
+        confirmed + failed == 2 * JOBS_PER_PROCESS,
+        "every publish returned: {confirmed} confirmed, {failed} failed"
     );
-    drop(record);
-    delete_scope(&url, &service, &exchange).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,4 +389,59 @@ async fn both_processes_fail_over_when_their_node_stops_and_nothing_confirmed_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_processes_fail_over_when_their_node_is_killed_and_nothing_confirmed_is_lost() {
     fail_over_twice(Fault::Kill).await;
+}
+
+/// A non-durable event: its shared listener queue expires when idle.
+#[eventing::event(name = "cluster.ping")]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ClusterPing {
+    pub n: u64,
+}
+
+/// Started only by the test below (`.listeners(...)`).
+#[derive(Default)]
+pub struct CountPings;
+
+#[eventing::event_listener]
+impl eventing::Listener<ClusterPing> for CountPings {
+    async fn on(&self, _ping: ClusterPing, _ctx: &eventing::Context) -> Result<(), eventing::HandlerError> {
+        Ok(())
+    }
+}
+
+/// On a cluster URL every shared queue is a quorum queue, the expiring one of a non-durable
+/// event included: no queue lives on one node only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_every_shared_queue_is_a_quorum_queue() {
+    let Some(url) = cluster_url() else { return };
+    let _cluster = CLUSTER.lock().await;
+    let stamp = format!("{}-{}", std::process::id(), now_ms());
+    let service = format!("cluster-types-{stamp}");
+    let exchange = format!("cluster-types-exchange-{stamp}");
+    let bus = eventing::builder()
+        .url(url.clone())
+        .service(service.clone())
+        .exchange(exchange.clone())
+        .listeners(|info| info.rust_type.ends_with("CountPings"))
+        .start()
+        .await
+        .expect("bus on the cluster");
+    bus.publish(&ClusterPing { n: 1 }).await.expect("publish");
+    let mut types = BTreeMap::new();
+    for (_, node) in NODES {
+        if let Ok(out) = rabbitmqctl(node, &["list_queues", "--quiet", "--no-table-headers", "name", "type"]).await {
+            for line in out.lines() {
+                if let Some((name, kind)) = line.split_once('\t') {
+                    if name.starts_with(&service) {
+                        types.insert(name.trim().to_owned(), kind.trim().to_owned());
+                    }
+                }
+            }
+            break;
+        }
+    }
+    bus.shutdown().await.expect("shutdown");
+    delete_scope(&url, &service, &exchange).await;
+    assert!(!types.is_empty(), "the listener declared queues");
+    assert!(types.values().all(|kind| kind == "quorum"), "every shared queue is quorum: {types:?}");
 }
