@@ -578,6 +578,7 @@ async fn supervise(link: Weak<Link>) {
                     Ok(()) => {
                         let endpoint = eventing::transport::redact_url(&link.endpoints[endpoint]);
                         tracing::info!(connection = %link.options.connection_name, attempt, %endpoint, "reconnected; topology and consumers restored");
+                        eventing::observe::connection_recovered();
                         link.session.send_replace(Some(session));
                         break;
                     }

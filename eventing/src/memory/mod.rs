@@ -402,6 +402,10 @@ impl Transport for MemoryTransport {
         })
     }
 
+    fn system(&self) -> Option<&'static str> {
+        Some("memory")
+    }
+
     fn consume<'a>(
         &'a self,
         queue: &'a QueueSpec,

@@ -27,6 +27,9 @@ pub(crate) struct Publisher {
     /// Every registered event's name and durability, for `publish_raw`.
     events: HashMap<&'static str, bool>,
     closed: AtomicBool,
+    /// The transport's `messaging.system`, for the spans of the `opentelemetry` feature.
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    system: &'static str,
 }
 
 /// Headers given to `publish_with`, checked and converted.
@@ -51,8 +54,15 @@ impl Publisher {
         app_id: Arc<str>,
         interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
         events: HashMap<&'static str, bool>,
+        system: &'static str,
     ) -> Self {
-        Self { transport, exchange, app_id, interceptors, events, closed: AtomicBool::new(false) }
+        Self { transport, exchange, app_id, interceptors, events, closed: AtomicBool::new(false), system }
+    }
+
+    /// The transport's `messaging.system`.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn system(&self) -> &'static str {
+        self.system
     }
 
     pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
@@ -123,12 +133,23 @@ impl Publisher {
         // A message that starts a chain is its own correlation: `Message::chain_id` (and the
         // wire encoding) use its message id.
         let correlation_id = cause.map(|cause| cause.chain_id().to_owned());
+        #[cfg(not(feature = "opentelemetry"))]
         let span = tracing::debug_span!(
             "publish",
             event = %name,
             message_id = %message_id,
             correlation_id = correlation_id.as_deref().unwrap_or(&message_id),
         );
+        #[cfg(feature = "opentelemetry")]
+        let span = crate::observe::otel::publish_span(
+            &name,
+            &message_id,
+            correlation_id.as_deref().unwrap_or(&message_id),
+            &self.exchange,
+            self.system,
+        );
+        #[cfg(feature = "opentelemetry")]
+        let headers = crate::observe::otel::inject(&span, headers);
         let message = Message {
             body,
             message_id,
@@ -148,9 +169,12 @@ impl Publisher {
             // event's `&'static str`, one copy for a name given at run time.
             let event = message.event_type.clone();
             let route = Route::Exchange { exchange: &self.exchange, routing_key: &event };
-            self.send(route, message, origin)
-                .await
-                .map_err(|source| Error::Publish { event: event.into_owned(), source })
+            let sent = self.send(route, message, origin).await;
+            #[cfg(feature = "metrics")]
+            if sent.is_ok() {
+                crate::observe::metrics::published(event.clone());
+            }
+            sent.map_err(|source| Error::Publish { event: event.into_owned(), source })
         }
         .instrument(span)
         .await
