@@ -122,10 +122,14 @@ down() {
     for node in "${NODES[@]}"; do
         ctl -n "$node@localhost" stop >/dev/null 2>&1 || true
     done
-    # A node that did not answer `stop` is killed by its pid file.
+    # A node that did not answer `stop` is killed by its pid file, if that pid is still
+    # this node's VM (never a process that reused the number).
     for node in "${NODES[@]}"; do
         if [ -f "$DIR/$node/node.pid" ]; then
-            kill -9 "$(cat "$DIR/$node/node.pid")" >/dev/null 2>&1 || true
+            pid=$(cat "$DIR/$node/node.pid")
+            if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$node@localhost"; then
+                kill -9 "$pid" >/dev/null 2>&1 || true
+            fi
         fi
     done
     rm -rf "$DIR"
