@@ -36,6 +36,33 @@ pub(crate) fn split(url: &str) -> Vec<String> {
     if urls.is_empty() { vec![url.to_owned()] } else { urls }
 }
 
+/// One cluster URL from single-host URLs that differ only in their authority
+/// (`user:pass@host:port`): `amqp://u:p@h1:5672/v` and `amqp://u:p@h2:5673/v` give
+/// `amqp://u:p@h1:5672,u:p@h2:5673/v`. An error says which URL differs.
+pub(crate) fn join<S: AsRef<str>>(urls: &[S]) -> Result<String, String> {
+    let mut common: Option<(&str, &str)> = None;
+    let mut authorities = Vec::new();
+    for url in urls {
+        let url = url.as_ref();
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| "an endpoint is not a URL".to_owned())?;
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        match common {
+            None => common = Some((scheme, tail)),
+            Some(first) if first == (scheme, tail) => {}
+            Some(_) => {
+                return Err(format!(
+                    "the endpoints differ in scheme, vhost or query (`{}`): list the nodes of one cluster",
+                    eventing::transport::redact_url(url)
+                ));
+            }
+        }
+        authorities.push(authority);
+    }
+    let (scheme, tail) = common.ok_or_else(|| "no endpoint given".to_owned())?;
+    Ok(format!("{scheme}://{}{tail}", authorities.join(",")))
+}
+
 /// `endpoints` in an order of this process's own: shuffled with a seed drawn once per
 /// process, so that processes given the same list spread their connections over the nodes,
 /// while every transport of one process orders the same list the same way.
@@ -76,6 +103,17 @@ mod tests {
     #[test]
     fn a_host_may_carry_its_own_credentials() {
         assert_eq!(split("amqp://a:x@h1:1,b:y@h2:2/v"), ["amqp://a:x@h1:1/v", "amqp://b:y@h2:2/v"]);
+    }
+
+    #[test]
+    fn a_list_of_urls_joins_into_one_that_splits_back() {
+        let urls = ["amqp://u:p@h1:5672/v", "amqp://u:q@h2:5673/v"];
+        let joined = join(&urls).expect("joins");
+        assert_eq!(joined, "amqp://u:p@h1:5672,u:q@h2:5673/v");
+        assert_eq!(split(&joined), urls);
+        let error = join(&["amqp://u:secret@h1/a", "amqp://u:secret@h2/b"]).expect_err("vhosts differ");
+        assert!(error.contains("u:***@h2/b") && !error.contains("secret"), "{error}");
+        assert!(join::<&str>(&[]).is_err());
     }
 
     #[test]

@@ -99,6 +99,26 @@ impl AmqpTransport {
         })
     }
 
+    /// Connects to a cluster given as a list of single-host URLs that differ only in host,
+    /// port and credentials (the same as one URL listing the nodes, see [`connect`](Self::connect)).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let nodes = ["amqp://app:secret@rabbit1:5672/%2f", "amqp://app:secret@rabbit2:5672/%2f"];
+    /// let transport = eventing_amqp::AmqpTransport::connect_cluster(&nodes, Default::default()).await?;
+    /// let bus = eventing::builder().transport(transport).start().await?;
+    /// # bus.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_cluster<S: AsRef<str>>(urls: &[S], options: AmqpOptions) -> Result<Self, TransportError> {
+        let url = crate::endpoints::join(urls).map_err(|reason| TransportError::Connect {
+            url: urls.iter().map(|url| eventing::transport::redact_url(url.as_ref())).collect::<Vec<_>>().join(" "),
+            reason,
+        })?;
+        Self::connect(&url, options).await
+    }
+
     /// The node the publishing connection is on now (a single-host URL, password hidden), or
     /// `None` while it reconnects. With several endpoints this shows failover.
     pub fn connected_endpoint(&self) -> Option<String> {
