@@ -25,18 +25,27 @@ pub(crate) struct AmqpLock {
     spec: QueueSpec,
 }
 
-/// Takes the lock `name` on a new connection named `<connection_name> lock <name>`:
-/// `Ok(None)` when another connection owns it.
+/// Takes the lock `name` on a new connection named `<connection_name> lock <name>`, to the
+/// first of `endpoints` (a cluster's nodes, in this process's order) that answers:
+/// `Ok(None)` when another connection owns it. An exclusive queue is exclusive cluster-wide.
 pub(crate) async fn try_lock(
-    url: &str,
+    endpoints: &[String],
     connection_name: &str,
     name: &str,
 ) -> Result<Option<Box<dyn Lock>>, TransportError> {
-    let connection = connect::open(url, &format!("{connection_name} lock {name}")).await?;
+    let connection_name = format!("{connection_name} lock {name}");
+    let mut opened = Err(TransportError::Closed);
+    for endpoint in endpoints {
+        opened = connect::open(endpoint, &connection_name).await;
+        if opened.is_ok() {
+            break;
+        }
+    }
+    let connection = opened?;
     let spec = QueueSpec { name: name.to_owned(), lifetime: QueueLifetime::Exclusive, role: QueueRole::Listener };
     let declared = async {
         let channel = connection.create_channel().await.map_err(|error| other("opening a channel", error))?;
-        topology::declare_queue(&channel, &spec, QueueType::Classic).await?;
+        topology::declare_queue(&channel, &spec, QueueType::Classic, false).await?;
         Ok::<_, TransportError>(channel)
     }
     .await;
@@ -72,7 +81,7 @@ impl AmqpLock {
             }
         };
         // Declaring it again succeeds only while this connection owns it.
-        topology::declare_queue(&channel, &self.spec, QueueType::Classic).await.is_ok()
+        topology::declare_queue(&channel, &self.spec, QueueType::Classic, false).await.is_ok()
     }
 }
 

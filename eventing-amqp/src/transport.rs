@@ -264,7 +264,7 @@ impl Transport for AmqpTransport {
         &'a self,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Box<dyn eventing::transport::Lock>>, TransportError>> {
-        Box::pin(crate::lock::try_lock(self.link.url(), &self.link.options.connection_name, name))
+        Box::pin(crate::lock::try_lock(self.link.endpoints(), &self.link.options.connection_name, name))
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
