@@ -52,6 +52,7 @@ mod link;
 mod options;
 mod publish;
 mod raw;
+mod reply;
 mod rescue;
 mod topology;
 mod transport;

@@ -27,6 +27,8 @@ pub(crate) struct Publisher {
     /// Every registered event's name and durability, for `publish_raw`.
     events: HashMap<&'static str, bool>,
     closed: AtomicBool,
+    /// Sends requests (`requests.rs`); set once at launch.
+    pub(crate) requests: std::sync::OnceLock<super::requests::RequestClient>,
 }
 
 /// Headers given to `publish_with`, checked and converted.
@@ -52,7 +54,23 @@ impl Publisher {
         interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
         events: HashMap<&'static str, bool>,
     ) -> Self {
-        Self { transport, exchange, app_id, interceptors, events, closed: AtomicBool::new(false) }
+        Self {
+            transport,
+            exchange,
+            app_id,
+            interceptors,
+            events,
+            closed: AtomicBool::new(false),
+            requests: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn exchange(&self) -> &str {
+        &self.exchange
+    }
+
+    pub(crate) fn app_id(&self) -> &Arc<str> {
+        &self.app_id
     }
 
     pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
@@ -141,6 +159,8 @@ impl Publisher {
             persistent: durable,
             attempt: 1,
             headers,
+            reply_to: None,
+            expiration: None,
         };
         let origin = if cause.is_some() { Origin::Handler } else { Origin::Outside };
         async {
