@@ -253,6 +253,14 @@ impl RequestClient {
         let span = tracing::debug_span!("request", request = name, message_id = %message.message_id);
         let route = Route::Exchange { exchange: publisher.exchange(), routing_key: name };
         let call = publisher.transport().request(route, message, within).instrument(span);
+        // The timeout bounds the whole call (connecting, publishing, waiting), not only the
+        // wait for the reply that the transport bounds.
+        let call = async move {
+            match within {
+                Some(within) => tokio::time::timeout(within, call).await.unwrap_or(Ok(None)),
+                None => call.await,
+            }
+        };
         tokio::select! {
             result = call => result.map_err(|source| match source {
                 TransportError::Unroutable { .. } => RequestError::NoHandler { request: name.to_owned() },
