@@ -7,7 +7,8 @@
 //! Each side publishes all messages (timed until the last confirm), then consumes them
 //! (timed until the last is handled and acknowledged). The hand-written side runs twice:
 //! with the same message properties eventing sends (the same bytes on the wire: the ratio
-//! that compares like with like), and with minimal properties.
+//! that compares like with like) with its consumer loop on `main`'s task and again on a
+//! spawned task (the way a service runs it), and with minimal properties.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,9 +114,29 @@ enum RawProperties {
     Minimal,
 }
 
+/// Where the hand-written consumer loop runs.
+#[derive(Clone, Copy, PartialEq)]
+enum ConsumerTask {
+    /// In `main`'s own task (`block_on` on the main thread).
+    Main,
+    /// On a spawned task on the runtime's workers: the way a service runs its consumers,
+    /// and how eventing runs its own.
+    Spawned,
+}
+
 /// Raw lapin: what a careful hand-written service does.
-async fn raw_lapin(url: &str, messages: u64, stamp: &str, sent: RawProperties) -> Result<(f64, f64), BoxError> {
-    let variant = if sent == RawProperties::Minimal { "minimal" } else { "same" };
+async fn raw_lapin(
+    url: &str,
+    messages: u64,
+    stamp: &str,
+    sent: RawProperties,
+    task: ConsumerTask,
+) -> Result<(f64, f64), BoxError> {
+    let variant = match (sent, task) {
+        (RawProperties::Minimal, _) => "minimal",
+        (RawProperties::SameAsEventing, ConsumerTask::Main) => "same",
+        (RawProperties::SameAsEventing, ConsumerTask::Spawned) => "spawned",
+    };
     let exchange = format!("bench-raw-{variant}-{stamp}");
     let queue = format!("bench-raw-{variant}-{stamp}.order_settled");
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
@@ -189,12 +210,25 @@ async fn raw_lapin(url: &str, messages: u64, stamp: &str, sent: RawProperties) -
 
     let consume_channel = connection.create_channel().await?;
     consume_channel.basic_qos(PREFETCH, BasicQosOptions { global: false }).await?;
-    let mut consumer = consume_channel
+    let consumer = consume_channel
         .basic_consume(queue.as_str().into(), "bench-raw".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     let started = Instant::now();
-    // Acknowledged in batches with `multiple`: the strongest hand-written consumer (one ack
-    // frame per ACK_BATCH deliveries), not a strawman that waits on every ack.
+    match task {
+        ConsumerTask::Main => consume_raw(consumer, messages).await?,
+        ConsumerTask::Spawned => tokio::spawn(consume_raw(consumer, messages)).await??,
+    }
+    let consume = rate(messages, started.elapsed());
+    channel.queue_delete(queue.as_str().into(), Default::default()).await?;
+    channel.exchange_delete(exchange.as_str().into(), Default::default()).await?;
+    connection.close(200, "done".into()).await?;
+    Ok((publish, consume))
+}
+
+/// Consumes `messages` deliveries, decoding each, acknowledged in batches with `multiple`:
+/// the strongest hand-written consumer (one ack frame per ACK_BATCH deliveries), not a
+/// strawman that waits on every ack.
+async fn consume_raw(mut consumer: lapin::Consumer, messages: u64) -> Result<(), BoxError> {
     const ACK_BATCH: u64 = 250;
     let mut received = 0;
     while received < messages {
@@ -207,11 +241,7 @@ async fn raw_lapin(url: &str, messages: u64, stamp: &str, sent: RawProperties) -
             delivery.ack(BasicAckOptions { multiple: true }).await?;
         }
     }
-    let consume = rate(messages, started.elapsed());
-    channel.queue_delete(queue.as_str().into(), Default::default()).await?;
-    channel.exchange_delete(exchange.as_str().into(), Default::default()).await?;
-    connection.close(200, "done".into()).await?;
-    Ok((publish, consume))
+    Ok(())
 }
 
 /// eventing: the same event through `#[event]`, `Bus::publish` and `#[event_listener]`.
@@ -249,11 +279,14 @@ async fn with_eventing(url: &str, messages: u64, stamp: &str) -> Result<(f64, f6
     let consumer = configured().start().await?;
     done.await;
     let consume = rate(messages, started.elapsed());
+    let topology = consumer.topology().clone();
     consumer.shutdown().await?;
 
+    // Everything the bus declared: the listener, retry and dead-letter queues, the exchange.
     let admin = AmqpTransport::connect(url, AmqpOptions::default()).await?;
-    admin.delete_queue(&eventing::naming::listener_queue(&service, "bench.order_settled", "settle")).await?;
-    admin.delete_queue(&eventing::naming::dead_letter_queue(&service, "bench.order_settled", "settle")).await?;
+    for queue in &topology.queues {
+        admin.delete_queue(&queue.name).await?;
+    }
     admin.delete_exchange(&exchange).await?;
     Ok((publish, consume))
 }
@@ -269,9 +302,12 @@ async fn main() -> Result<(), BoxError> {
     let Args { messages, url } = args();
     let stamp = format!("{}", std::process::id());
     let body_len = serde_json::to_vec(&order(123_456))?.len();
-    let (raw_publish, raw_consume) = raw_lapin(&url, messages, &stamp, RawProperties::SameAsEventing).await?;
+    let same = RawProperties::SameAsEventing;
+    let (raw_publish, raw_consume) = raw_lapin(&url, messages, &stamp, same, ConsumerTask::Main).await?;
     let (publish, consume) = with_eventing(&url, messages, &stamp).await?;
-    let (minimal_publish, minimal_consume) = raw_lapin(&url, messages, &stamp, RawProperties::Minimal).await?;
+    let (_, spawned_consume) = raw_lapin(&url, messages, &stamp, same, ConsumerTask::Spawned).await?;
+    let (minimal_publish, minimal_consume) =
+        raw_lapin(&url, messages, &stamp, RawProperties::Minimal, ConsumerTask::Main).await?;
     println!("messages={messages} body_bytes={body_len} in_flight={IN_FLIGHT} prefetch={PREFETCH}");
     println!("publish_msgs_per_s={publish:.0}");
     println!("consume_msgs_per_s={consume:.0}");
@@ -279,6 +315,8 @@ async fn main() -> Result<(), BoxError> {
     println!("raw_lapin_consume_msgs_per_s={raw_consume:.0}");
     println!("publish_ratio={:.2}", publish / raw_publish);
     println!("consume_ratio={:.2}", consume / raw_consume);
+    println!("raw_lapin_spawned_consumer_consume_msgs_per_s={spawned_consume:.0}");
+    println!("consume_ratio_vs_spawned_consumer={:.2}", consume / spawned_consume);
     println!("raw_lapin_minimal_properties_publish_msgs_per_s={minimal_publish:.0}");
     println!("raw_lapin_minimal_properties_consume_msgs_per_s={minimal_consume:.0}");
     println!("publish_ratio_vs_minimal={:.2}", publish / minimal_publish);

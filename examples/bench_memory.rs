@@ -1,5 +1,8 @@
 //! End-to-end throughput of the in-memory transport: publish → route → decode → handler →
-//! ack, through one listener.
+//! ack, through one listener, against a reference measured in the same run: a bare tokio
+//! `mpsc` channel carrying the same serde_json bodies from a spawned publisher to a spawned
+//! consumer that decodes them (no routing, no acks, no metadata: the floor of any in-process
+//! event bus).
 //!
 //! `cargo run --release --example bench_memory [-- --messages N]`
 
@@ -56,6 +59,36 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The reference: serde_json bodies through a bounded `mpsc` channel, publisher and
+/// consumer on spawned tasks. Returns messages per second, end to end.
+async fn bare_channel(messages: u64) -> Result<f64, Box<dyn std::error::Error>> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
+    let started = Instant::now();
+    let consumer = tokio::spawn(async move {
+        let mut received = 0_u64;
+        while let Some(body) = receiver.recv().await {
+            let tick: Tick = serde_json::from_slice(&body)?;
+            std::hint::black_box(tick);
+            received += 1;
+        }
+        Ok::<_, serde_json::Error>(received)
+    });
+    let publisher = tokio::spawn(async move {
+        let account = "acct-0001-eu-west".to_owned();
+        for sequence in 0..messages {
+            let body = serde_json::to_vec(&Tick { sequence, account: account.clone(), amount_cents: 1_250 })?;
+            if sender.send(body).await.is_err() {
+                break;
+            }
+        }
+        Ok::<_, serde_json::Error>(())
+    });
+    publisher.await??;
+    let received = consumer.await??;
+    assert_eq!(received, messages, "the reference consumer saw every message");
+    Ok(messages as f64 / started.elapsed().as_secs_f64())
+}
+
 fn messages_from_args() -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -69,6 +102,7 @@ fn messages_from_args() -> u64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let messages = messages_from_args();
+    let reference = bare_channel(messages).await?;
     let progress = Arc::new(Progress::default());
     progress.target.store(messages, Ordering::Relaxed);
     let broker = eventing::memory::MemoryBroker::new();
@@ -100,6 +134,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("publish_msgs_per_s={}", per_second(published.as_secs_f64()));
     println!("end_to_end_msgs_per_s={}", per_second(elapsed.as_secs_f64()));
     println!("elapsed_ms={}", elapsed.as_millis());
+    println!("reference_msgs_per_s={}", reference as u64);
+    println!("ratio_to_bare_channel={:.2}", messages as f64 / elapsed.as_secs_f64() / reference);
     if let (Some(before), Some(peak)) = (rss_before, peak_rss_kib()) {
         println!("peak_rss_kib={peak} (at start {before})");
     }

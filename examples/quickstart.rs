@@ -1,6 +1,9 @@
 //! A small shop: an order is placed, stock is reserved (or found short), and the customer
 //! gets a confirmation mail; every process keeps its own price cache fresh.
 //!
+//! A catch-all store keeps every event of the shop, whatever its type, as petisco's `store`
+//! subscriber does.
+//!
 //! `cargo run --example quickstart` runs it on the in-memory transport and exits once every
 //! order has an outcome; with `EVENTING_URL=amqp://guest:guest@127.0.0.1:5672/%2f` the same
 //! program runs on RabbitMQ.
@@ -9,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
+use eventing::{Context, FromState, HandlerError, Listener, MissingState, RawEvent, State, event, event_listener};
 use eventing_amqp as _; // links the amqp:// transport, for EVENTING_URL=amqp://...
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -79,7 +82,62 @@ impl Outcomes {
     }
 }
 
+/// Every event the shop saw, as stored by [`StoreEveryEvent`] (a table in a real service).
+#[derive(Clone, Default)]
+pub struct EventLog {
+    rows: Arc<Mutex<Vec<StoredEvent>>>,
+    changed: Arc<Notify>,
+}
+
+/// One row of the event log.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub name: String,
+    pub message_id: String,
+    pub correlation_id: String,
+    pub body: String,
+}
+
+impl EventLog {
+    async fn wait_for(&self, count: usize) -> Vec<StoredEvent> {
+        loop {
+            let changed = self.changed.notified();
+            let rows = self.rows.lock().expect("event log lock").clone();
+            if rows.len() >= count {
+                return rows;
+            }
+            changed.await;
+        }
+    }
+}
+
 // ---- listeners ---------------------------------------------------------------------------
+
+/// Stores every event, whatever its type: a pattern listener on `#` takes them all, undecoded.
+pub struct StoreEveryEvent {
+    log: EventLog,
+}
+
+impl FromState for StoreEveryEvent {
+    fn from_state(state: &State) -> Result<Self, MissingState> {
+        Ok(Self { log: state.get::<EventLog>()?.clone() })
+    }
+}
+
+#[event_listener(pattern = "#")]
+impl Listener<RawEvent> for StoreEveryEvent {
+    async fn on(&self, event: RawEvent, ctx: &Context) -> Result<(), HandlerError> {
+        let row = StoredEvent {
+            name: event.name().to_owned(),
+            message_id: ctx.message_id().to_owned(),
+            correlation_id: ctx.correlation_id().to_owned(),
+            body: String::from_utf8_lossy(event.body()).into_owned(),
+        };
+        self.log.rows.lock().map_err(|_| HandlerError::msg("event log lock poisoned"))?.push(row);
+        self.log.changed.notify_waiters();
+        Ok(())
+    }
+}
 
 /// Reserves stock for each order: publishes `StockReserved` or `StockShort`.
 pub struct ReserveStock {
@@ -180,9 +238,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let warehouse = Warehouse::default();
     warehouse.0.lock().expect("fresh lock").extend([("kettle".to_owned(), 3), ("teapot".to_owned(), 1)]);
     let outcomes = Outcomes::default();
+    let log = EventLog::default();
 
     // The transport comes from EVENTING_URL; unset, it is the in-memory broker.
-    let bus = eventing::builder().service("shop").state(warehouse).state(outcomes.clone()).start().await?;
+    let bus =
+        eventing::builder().service("shop").state(warehouse).state(outcomes.clone()).state(log.clone()).start().await?;
 
     bus.publish(&PriceChanged { sku: "kettle".into(), cents: 2_999 }).await?;
     let orders =
@@ -194,6 +254,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let done = tokio::time::timeout(Duration::from_secs(30), outcomes.wait_for(orders.len())).await?;
     for outcome in &done {
         tracing::info!("{outcome}");
+    }
+    // One price change, three orders and their three outcomes.
+    let stored = tokio::time::timeout(Duration::from_secs(30), log.wait_for(7)).await?;
+    for row in &stored {
+        tracing::info!(event = %row.name, id = %row.message_id, chain = %row.correlation_id, body = %row.body, "stored");
     }
     bus.shutdown().await?;
     Ok(())

@@ -493,6 +493,7 @@ async fn supervise(link: Weak<Link>) {
                     }
                     Ok(()) => {
                         tracing::info!(connection = %link.options.connection_name, attempt, "reconnected; topology and consumers restored");
+                        eventing::observe::connection_recovered();
                         link.session.send_replace(Some(session));
                         break;
                     }

@@ -213,6 +213,10 @@ impl Transport for AmqpTransport {
         AmqpTransport::is_blocked(self)
     }
 
+    fn system(&self) -> Option<&'static str> {
+        Some("rabbitmq")
+    }
+
     fn consume<'a>(
         &'a self,
         queue: &'a QueueSpec,

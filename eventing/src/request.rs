@@ -143,7 +143,7 @@ impl RequestError {
 
 impl std::fmt::Debug for RequestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::error::report(self, f)
+        crate::report::report(self, f)
     }
 }
 

@@ -90,6 +90,6 @@ pub struct MissingState {
 
 impl std::fmt::Debug for MissingState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::error::report(self, f)
+        crate::report::report(self, f)
     }
 }

@@ -70,6 +70,13 @@ pub trait Transport: Send + Sync + 'static {
         false
     }
 
+    /// The broker's name as OpenTelemetry's `messaging.system` knows it (`rabbitmq`,
+    /// `kafka`...), for the spans of the `opentelemetry` feature. `None` (the default): the
+    /// runtime names it after the URL scheme (`amqp`/`amqps`: `rabbitmq`), else `other`.
+    fn system(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Starts consuming `queue` with at most `prefetch` unsettled deliveries.
     fn consume<'a>(
         &'a self,
@@ -381,6 +388,6 @@ pub enum TransportError {
 
 impl fmt::Debug for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::error::report(self, f)
+        crate::report::report(self, f)
     }
 }

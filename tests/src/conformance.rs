@@ -37,17 +37,43 @@ pub trait Backend: Send + Sync + 'static {
     fn cleanup(&self, scope: &Scope) -> impl Future<Output = ()> + Send;
 }
 
-/// Unique names for one test, so tests run in parallel on one broker.
-#[derive(Debug)]
+/// Unique names for one test, so tests run in parallel on one broker. Clones share the
+/// lists of what to clean up.
+#[derive(Debug, Clone)]
 pub struct Scope {
     /// The service: the first part of every queue name of the test.
     pub service: String,
     /// The exchange.
     pub exchange: String,
     /// The events (or patterns) whose listeners the test started, for cleaning up their queues.
-    events: std::sync::Mutex<Vec<&'static str>>,
+    events: Arc<std::sync::Mutex<Vec<&'static str>>>,
     /// Queues the test declared itself.
-    declared: std::sync::Mutex<Vec<String>>,
+    declared: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+tokio::task_local! {
+    /// The scopes a running case created, for [`Created::cleanup`] after a panic.
+    static CREATED: Created;
+}
+
+/// The scopes one conformance case creates, so that a case that panics half-way still
+/// leaves nothing on the broker (the cases clean up after themselves when they pass).
+#[derive(Debug, Clone, Default)]
+pub struct Created(Arc<std::sync::Mutex<Vec<Scope>>>);
+
+impl Created {
+    /// Runs `case`, recording every [`Scope`] it creates.
+    pub async fn track<F: Future>(&self, case: F) -> F::Output {
+        CREATED.scope(self.clone(), case).await
+    }
+
+    /// Deletes what every recorded scope declared.
+    pub async fn cleanup(&self, backend: &impl Backend) {
+        let scopes = std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for scope in &scopes {
+            backend.cleanup(scope).await;
+        }
+    }
 }
 
 impl Scope {
@@ -60,12 +86,16 @@ impl Scope {
             COUNTER.fetch_add(1, Ordering::Relaxed),
             SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
         );
-        Self {
+        let scope = Self {
             service: format!("conf-{name}-{unique}"),
             exchange: format!("conf-{name}-{unique}"),
-            events: std::sync::Mutex::default(),
-            declared: std::sync::Mutex::default(),
-        }
+            events: Arc::default(),
+            declared: Arc::default(),
+        };
+        let _outside_a_tracked_case = CREATED.try_with(|created| {
+            created.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(scope.clone());
+        });
+        scope
     }
 
     /// The retry queue of a competing listener in this scope.
@@ -1093,7 +1123,13 @@ macro_rules! conformance_suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let Some(backend) = $backend().await else { return };
-                $crate::conformance::$case(&backend).await;
+                let created = $crate::conformance::Created::default();
+                let case = std::panic::AssertUnwindSafe(created.track($crate::conformance::$case(&backend)));
+                // A failed case leaves nothing behind on the broker either.
+                if let Err(panic) = futures_util::FutureExt::catch_unwind(case).await {
+                    created.cleanup(&backend).await;
+                    std::panic::resume_unwind(panic);
+                }
             }
         )*
     };

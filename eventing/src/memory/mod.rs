@@ -411,6 +411,10 @@ impl Transport for MemoryTransport {
         })
     }
 
+    fn system(&self) -> Option<&'static str> {
+        Some("memory")
+    }
+
     fn consume<'a>(
         &'a self,
         queue: &'a QueueSpec,

@@ -32,6 +32,19 @@ pub(crate) async fn connect(url: &str, service: &str, process_id: &str) -> Resul
     Ok((factory.connect)(options).await?)
 }
 
+/// `messaging.system` of a transport that does not name itself and was not picked by URL.
+pub(crate) const OTHER_SYSTEM: &str = "other";
+
+/// `messaging.system` of a transport connected from `url` that does not name itself
+/// ([`Transport::system`]).
+pub(crate) fn system_of(url: &str) -> &'static str {
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("amqp" | "amqps") => "rabbitmq",
+        Some(MEMORY) => "memory",
+        _ => OTHER_SYSTEM,
+    }
+}
+
 /// Every scheme a URL may use in this program, `memory` first.
 pub(crate) fn known_schemes() -> Vec<&'static str> {
     let mut schemes = vec![MEMORY];
@@ -43,4 +56,18 @@ pub(crate) fn known_schemes() -> Vec<&'static str> {
         }
     }
     schemes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_names_the_messaging_system_of_a_transport_that_does_not() {
+        assert_eq!(system_of("amqp://guest:guest@localhost:5672/%2f"), "rabbitmq");
+        assert_eq!(system_of("amqps://broker.example"), "rabbitmq");
+        assert_eq!(system_of("memory://"), "memory");
+        assert_eq!(system_of("kafka://broker"), OTHER_SYSTEM);
+        assert_eq!(system_of("no scheme"), OTHER_SYSTEM);
+    }
 }

@@ -90,6 +90,7 @@ impl Consumer {
     async fn handle(&self, delivery: Delivery) {
         let delivery = self.checked_attempt(delivery);
         let message = Arc::clone(&delivery.message);
+        #[cfg(not(feature = "opentelemetry"))]
         let span = tracing::info_span!(
             "handle",
             event = %message.event_type,
@@ -97,8 +98,27 @@ impl Consumer {
             message_id = %message.message_id,
             attempt = message.attempt,
         );
+        #[cfg(feature = "opentelemetry")]
+        let span = crate::observe::otel::handle_span(
+            &message,
+            &crate::observe::otel::Handling {
+                exchange: &delivery.exchange,
+                routing_key: &delivery.routing_key,
+                queue: &self.settler.queue,
+                listener: self.stack.info.name,
+                system: self.stack.publisher.system(),
+            },
+        );
         async {
+            #[cfg(feature = "metrics")]
+            let _in_flight = crate::observe::metrics::InFlight::start(self.stack.info.name);
+            #[cfg(feature = "metrics")]
+            let started = std::time::Instant::now();
             let outcome = self.stack.run(&message, delivery.redelivered).await;
+            #[cfg(feature = "metrics")]
+            if !matches!(outcome, super::handle::Outcome::Returned) {
+                crate::observe::metrics::handle_duration(&self.stack.info, &message.event_type, started.elapsed());
+            }
             self.settler.settle(&self.stack.publisher, delivery, outcome).await;
         }
         .instrument(span)

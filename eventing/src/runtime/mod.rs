@@ -65,6 +65,8 @@ struct Running {
     process_id: String,
     shutdown_timeout: Duration,
     chaos: Option<Arc<Chaos>>,
+    /// The transport's `messaging.system` (see [`Transport::system`]).
+    system: &'static str,
 }
 
 /// The names a bus runs under.
@@ -269,14 +271,19 @@ impl Builder {
 
         let Settings { exchange, process_id, .. } = settings;
         let app_id: Arc<str> = plan.service.clone().unwrap_or_else(naming::service_from_executable).into();
-        let transport = match self.transport {
-            Some(transport) => transport,
+        let (transport, system) = match self.transport {
+            Some(transport) => {
+                let system = transport.system().unwrap_or(connect::OTHER_SYSTEM);
+                (transport, system)
+            }
             None => {
                 let url = self.url.or_else(|| env("EVENTING_URL")).unwrap_or_else(|| "memory://".into());
-                connect::connect(&url, &app_id, &process_id).await?
+                let transport = connect::connect(&url, &app_id, &process_id).await?;
+                let system = transport.system().unwrap_or_else(|| connect::system_of(&url));
+                (transport, system)
             }
         };
-        let running = Running { exchange, app_id, process_id, shutdown_timeout: self.shutdown_timeout, chaos };
+        let running = Running { exchange, app_id, process_id, shutdown_timeout: self.shutdown_timeout, chaos, system };
         let launched = launch(&transport, &plan, handlers, interceptors, running).await;
         let launched = match launched {
             Ok(shared) => {
@@ -385,10 +392,10 @@ async fn launch(
     interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
     running: Running,
 ) -> Result<Shared, Error> {
-    let Running { exchange, app_id, process_id, shutdown_timeout, chaos } = running;
+    let Running { exchange, app_id, process_id, shutdown_timeout, chaos, system } = running;
     transport.declare(&plan.topology).await.map_err(|source| Error::Declare { source })?;
     let publisher =
-        Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id, interceptors, plan.events.clone()));
+        Arc::new(Publisher::new(Arc::clone(transport), exchange, app_id, interceptors, plan.events.clone(), system));
     let stop = CancellationToken::new();
     let mut consumers = Vec::with_capacity(plan.listeners.len());
     for (listener, handler) in plan.listeners.iter().zip(handlers) {

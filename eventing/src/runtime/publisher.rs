@@ -29,6 +29,9 @@ pub(crate) struct Publisher {
     closed: AtomicBool,
     /// Sends requests (`requests.rs`); set once at launch.
     pub(crate) requests: std::sync::OnceLock<super::requests::RequestClient>,
+    /// The transport's `messaging.system`, for the spans of the `opentelemetry` feature.
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    system: &'static str,
 }
 
 /// Headers given to `publish_with`, checked and converted.
@@ -53,6 +56,7 @@ impl Publisher {
         app_id: Arc<str>,
         interceptors: Arc<[Arc<dyn ErasedInterceptor>]>,
         events: HashMap<&'static str, bool>,
+        system: &'static str,
     ) -> Self {
         Self {
             transport,
@@ -62,7 +66,14 @@ impl Publisher {
             events,
             closed: AtomicBool::new(false),
             requests: std::sync::OnceLock::new(),
+            system,
         }
+    }
+
+    /// The transport's `messaging.system`.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn system(&self) -> &'static str {
+        self.system
     }
 
     pub(crate) fn exchange(&self) -> &str {
@@ -141,12 +152,23 @@ impl Publisher {
         // A message that starts a chain is its own correlation: `Message::chain_id` (and the
         // wire encoding) use its message id.
         let correlation_id = cause.map(|cause| cause.chain_id().to_owned());
+        #[cfg(not(feature = "opentelemetry"))]
         let span = tracing::debug_span!(
             "publish",
             event = %name,
             message_id = %message_id,
             correlation_id = correlation_id.as_deref().unwrap_or(&message_id),
         );
+        #[cfg(feature = "opentelemetry")]
+        let span = crate::observe::otel::publish_span(
+            &name,
+            &message_id,
+            correlation_id.as_deref().unwrap_or(&message_id),
+            &self.exchange,
+            self.system,
+        );
+        #[cfg(feature = "opentelemetry")]
+        let headers = crate::observe::otel::inject(&span, headers);
         let message = Message {
             body,
             message_id,
@@ -168,9 +190,12 @@ impl Publisher {
             // event's `&'static str`, one copy for a name given at run time.
             let event = message.event_type.clone();
             let route = Route::Exchange { exchange: &self.exchange, routing_key: &event };
-            self.send(route, message, origin)
-                .await
-                .map_err(|source| Error::Publish { event: event.into_owned(), source })
+            let sent = self.send(route, message, origin).await;
+            #[cfg(feature = "metrics")]
+            if sent.is_ok() {
+                crate::observe::metrics::published(event.clone());
+            }
+            sent.map_err(|source| Error::Publish { event: event.into_owned(), source })
         }
         .instrument(span)
         .await

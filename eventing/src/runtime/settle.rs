@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use super::handle::{Failure, Outcome};
 use super::publisher::Publisher;
 use crate::message::{HeaderValue, header, unix_millis};
+#[cfg(feature = "metrics")]
+use crate::observe::metrics::Handled;
 use crate::transport::{Delivery, Origin, Route};
 use crate::{ListenerInfo, RetryPolicy};
 
@@ -39,10 +41,14 @@ impl Settler {
         match outcome {
             Outcome::Handled => {
                 tracing::debug!("handled");
+                #[cfg(feature = "metrics")]
+                self.count(&delivery, Handled::Ok);
                 self.ack(delivery).await;
             }
             Outcome::Declined => {
                 tracing::debug!("declined by the listener's filter");
+                #[cfg(feature = "metrics")]
+                self.count(&delivery, Handled::Declined);
                 self.ack(delivery).await;
             }
             Outcome::Returned => {
@@ -53,13 +59,23 @@ impl Settler {
             Outcome::Failed(Failure::Retryable(reason)) if self.retry.retries_after(attempt) => {
                 let delay = self.retry.delay_before(attempt + 1);
                 tracing::warn!(%reason, ?delay, next_attempt = attempt + 1, "handling failed; retrying later");
+                #[cfg(feature = "metrics")]
+                self.count(&delivery, Handled::Retried);
                 self.fail(publisher, delivery, reason, FailedTo::Retry(delay)).await;
             }
             Outcome::Failed(Failure::Retryable(reason) | Failure::Permanent(reason)) => {
                 tracing::error!(%reason, attempts = attempt, dead_letter_queue = %self.dead_letter_queue, "handling failed; dead-lettering");
+                #[cfg(feature = "metrics")]
+                self.count(&delivery, Handled::DeadLettered);
                 self.fail(publisher, delivery, reason, FailedTo::DeadLetter).await;
             }
         }
+    }
+
+    /// `eventing_handled_total` for this listener, counted where the decision is made.
+    #[cfg(feature = "metrics")]
+    fn count(&self, delivery: &Delivery, outcome: Handled) {
+        crate::observe::metrics::handled(&self.info, &delivery.message.event_type, outcome);
     }
 
     async fn ack(&self, delivery: Delivery) {
