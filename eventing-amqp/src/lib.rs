@@ -36,7 +36,12 @@
 //!   timeout) and return only after the broker confirmed them. (lapin's own recovery hangs
 //!   on a reset connection, see the `link` module.)
 //!
-//! For settings the URL cannot carry (quorum queues, publish timeout) connect in code with
+//! - takes a cluster's nodes in one URL, `amqp://user:pass@host1:5672,host2:5673/vhost`:
+//!   every connection goes to the first node that answers, in an order shuffled per process,
+//!   and fails over to the next node with jittered backoff; durable queues are then quorum
+//!   queues (see [`QueueType`]).
+//!
+//! For settings the URL cannot carry (queue type, publish timeout) connect in code with
 //! [`AmqpTransport::connect`] and hand it to `eventing::builder().transport(...)`.
 #![warn(missing_docs, unreachable_pub)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -47,6 +52,7 @@ mod admin;
 mod connect;
 mod consume;
 mod convert;
+mod endpoints;
 mod lenient;
 mod link;
 mod options;

@@ -15,6 +15,13 @@
 //! cannot parse, redelivered on every connect) was reconnected about 90 times in 10 s.
 //! Every delay is jittered (between half and all of it), so processes that lost the broker
 //! together do not come back in lockstep.
+//!
+//! Several endpoints (the nodes of a cluster, see the `endpoints` module): a link connects
+//! to the first endpoint of its list that answers; after a loss it tries the *next* node
+//! first, then the others in turn, the lost one last, with no pause between the nodes of
+//! one round (a stopped node refuses at once) and the jittered backoff between rounds. The
+//! first attempt after a loss waits a short random moment when there are several
+//! endpoints, so the connections that lost one node do not land on the next all at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -40,6 +47,10 @@ const LARGEST_RETRY: Duration = Duration::from_secs(5);
 const STABLE: Duration = Duration::from_secs(10);
 /// How long closing a lost connection may take (a blocked connection never answers).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long opening a connection to one endpoint may take before the next one is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// With several endpoints, the first reconnect after a loss waits up to this (at random).
+const FAILOVER_SPREAD: Duration = Duration::from_millis(100);
 
 /// Why [`Restore::restore`] is called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +77,8 @@ pub(crate) struct Session {
     publish_channels: Mutex<Vec<Channel>>,
     next: AtomicUsize,
     pub(crate) generation: u64,
+    /// Which of the link's endpoints this connection went to.
+    endpoint: usize,
     opened: tokio::time::Instant,
     /// Set when an operation on this connection failed at the connection level: lapin's
     /// status can still say "connected" after a reset, so failures decide too.
@@ -80,12 +93,22 @@ pub(crate) struct Session {
 impl Session {
     async fn open(
         url: &str,
+        endpoint: usize,
         options: &AmqpOptions,
         publish_channels: usize,
         generation: u64,
         trouble: Weak<Notify>,
     ) -> Result<Arc<Self>, TransportError> {
-        let connection = connect::open(url, &options.connection_name).await?;
+        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect::open(url, &options.connection_name)).await
+        {
+            Ok(connection) => connection?,
+            Err(_) => {
+                return Err(TransportError::Connect {
+                    url: eventing::transport::redact_url(url),
+                    reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
+                });
+            }
+        };
         let events = connection.events_listener();
         let mut channels = Vec::with_capacity(publish_channels);
         for _ in 0..publish_channels {
@@ -96,6 +119,7 @@ impl Session {
             publish_channels: Mutex::new(channels),
             next: AtomicUsize::new(0),
             generation,
+            endpoint,
             opened: tokio::time::Instant::now(),
             broken: AtomicBool::new(false),
             unreadable: AtomicBool::new(false),
@@ -216,7 +240,12 @@ struct Recorded {
 
 /// The connection, healed by a supervisor task.
 pub(crate) struct Link {
+    /// The URL as given (every endpoint, with credentials: never log it).
     url: String,
+    /// The single-host URLs, in this process's order.
+    endpoints: Vec<String>,
+    /// A cluster URL with the default queue type: expiring queues are quorum queues too.
+    cluster: bool,
     pub(crate) options: AmqpOptions,
     publish_channels: usize,
     session: watch::Sender<Option<Arc<Session>>>,
@@ -228,17 +257,47 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Connects (failing at once on a bad URL) and starts the supervisor. The connection
+    /// Connects to the first of `endpoints` (single-host URLs split from `url`) that
+    /// answers, failing at once when none does, and starts the supervisor. The connection
     /// has `publish_channels` confirming channels (0 for a consumer's connection).
     pub(crate) async fn connect(
         url: &str,
+        endpoints: Vec<String>,
+        cluster: bool,
         options: AmqpOptions,
         publish_channels: usize,
     ) -> Result<Arc<Self>, TransportError> {
         let trouble = Arc::new(Notify::new());
-        let session = Session::open(url, &options, publish_channels, 0, Arc::downgrade(&trouble)).await?;
+        let endpoints = if endpoints.is_empty() { vec![url.to_owned()] } else { endpoints };
+        let mut failures = Vec::new();
+        let mut opened = None;
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            match Session::open(endpoint, index, &options, publish_channels, 0, Arc::downgrade(&trouble)).await {
+                Ok(session) => {
+                    opened = Some(session);
+                    break;
+                }
+                Err(error) => failures.push(error),
+            }
+        }
+        let session = match opened {
+            Some(session) => session,
+            None if failures.len() == 1 => return Err(failures.remove(0)),
+            None => {
+                let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
+                return Err(TransportError::Connect {
+                    url: eventing::transport::redact_url(url),
+                    reason: format!("no endpoint answered: {}", reasons.join("; ")),
+                });
+            }
+        };
+        if endpoints.len() > 1 {
+            tracing::debug!(connection = %options.connection_name, endpoint = %eventing::transport::redact_url(&endpoints[session.endpoint]), "connected");
+        }
         let link = Arc::new(Self {
             url: url.to_owned(),
+            endpoints,
+            cluster,
             options,
             publish_channels,
             session: watch::Sender::new(Some(session)),
@@ -255,6 +314,22 @@ impl Link {
     /// The URL this link connects to (with credentials: never log it).
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The single-host URLs, in this process's order (with credentials: never log them).
+    pub(crate) fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Whether expiring queues are declared as quorum queues (see `topology`).
+    pub(crate) fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// The single-host URL of the current connection, when connected (with credentials).
+    pub(crate) fn connected_endpoint(&self) -> Option<&str> {
+        let session = self.current().ok()?;
+        self.endpoints.get(session.endpoint).map(String::as_str)
     }
 
     /// The current session, waiting up to `deadline` while reconnecting.
@@ -303,6 +378,7 @@ impl Link {
             &topology.queues,
             &topology.bindings,
             self.options.queue_type,
+            self.cluster,
         )
         .await?;
         let mut recorded = lock(&self.recorded);
@@ -360,7 +436,7 @@ impl Link {
             let recorded = lock(&self.recorded);
             (recorded.exchanges.clone(), recorded.queues.clone(), recorded.bindings.clone())
         };
-        declare_on(&session.connection, &exchanges, &queues, &bindings, self.options.queue_type).await?;
+        declare_on(&session.connection, &exchanges, &queues, &bindings, self.options.queue_type, self.cluster).await?;
         for restorer in self.restorers() {
             restorer.restore(session, resume).await?;
         }
@@ -374,6 +450,7 @@ async fn declare_on(
     queues: &[QueueSpec],
     bindings: &[BindingSpec],
     queue_type: crate::QueueType,
+    cluster: bool,
 ) -> Result<(), TransportError> {
     if exchanges.is_empty() && queues.is_empty() && bindings.is_empty() {
         return Ok(());
@@ -383,7 +460,7 @@ async fn declare_on(
         topology::declare_exchange(&channel, exchange).await?;
     }
     for queue in queues {
-        topology::declare_queue(&channel, queue, queue_type).await?;
+        topology::declare_queue(&channel, queue, queue_type, cluster).await?;
     }
     for binding in bindings {
         topology::bind(&channel, binding).await?;
@@ -434,7 +511,7 @@ async fn supervise(link: Weak<Link>) {
     let mut backoff = Backoff::new();
     loop {
         // Wait until the connection is lost (or the link closed/dropped).
-        let (resume, lived) = loop {
+        let (resume, lived, lost_endpoint) = loop {
             let Some(link) = link.upgrade() else { return };
             if link.is_closed() {
                 return;
@@ -449,21 +526,25 @@ async fn supervise(link: Weak<Link>) {
                         Resume::AfterLoss
                     };
                     let lived = lost.opened.elapsed();
+                    let endpoint = lost.endpoint;
                     // Release whatever is left of the old connection, bounded.
                     tokio::spawn(async move {
                         let _ = lost.close(320, "eventing: reconnecting").await;
                     });
-                    break (resume, lived);
+                    break (resume, lived, endpoint);
                 }
-                None => break (Resume::AfterLoss, Duration::ZERO),
+                None => break (Resume::AfterLoss, Duration::ZERO, 0),
             }
             let trouble = Arc::clone(&link.trouble);
             drop(link);
             let _ = tokio::time::timeout(HEALTH_CHECK, trouble.notified()).await;
         };
+        let endpoint_count = link.upgrade().map_or(1, |link| link.endpoints.len().max(1));
         if let Some(pause) = backoff.before_reconnect(lived) {
             // Lost again soon after connecting: no immediate reconnect, carry the backoff on.
             tokio::time::sleep(pause).await;
+        } else if endpoint_count > 1 {
+            tokio::time::sleep(FAILOVER_SPREAD.mul_f64(fastrand::f64())).await;
         }
         let mut attempt = 0_u32;
         loop {
@@ -472,12 +553,15 @@ async fn supervise(link: Weak<Link>) {
                 return;
             }
             attempt += 1;
+            // The next node after the lost one first, the lost one last.
+            let endpoint = failover_endpoint(lost_endpoint, attempt, endpoint_count);
             let generation = link.generations.fetch_add(1, Ordering::AcqRel) + 1;
             if attempt == 1 {
                 tracing::warn!(connection = %link.options.connection_name, "connection to RabbitMQ lost; reconnecting");
             }
             let opened = Session::open(
-                &link.url,
+                &link.endpoints[endpoint],
+                endpoint,
                 &link.options,
                 link.publish_channels,
                 generation,
@@ -492,7 +576,8 @@ async fn supervise(link: Weak<Link>) {
                         return;
                     }
                     Ok(()) => {
-                        tracing::info!(connection = %link.options.connection_name, attempt, "reconnected; topology and consumers restored");
+                        let endpoint = eventing::transport::redact_url(&link.endpoints[endpoint]);
+                        tracing::info!(connection = %link.options.connection_name, attempt, %endpoint, "reconnected; topology and consumers restored");
                         eventing::observe::connection_recovered();
                         link.session.send_replace(Some(session));
                         break;
@@ -507,14 +592,34 @@ async fn supervise(link: Weak<Link>) {
                 }
             }
             drop(link);
-            tokio::time::sleep(backoff.after_failure()).await;
+            if attempt % u32::try_from(endpoint_count).unwrap_or(u32::MAX) == 0 {
+                // A whole round of nodes failed: back off before the next round.
+                tokio::time::sleep(backoff.after_failure()).await;
+            }
         }
     }
+}
+
+/// The endpoint of reconnect attempt `attempt` (from 1) after losing `lost`, of `count`:
+/// the next one first, the lost one last in each round.
+fn failover_endpoint(lost: usize, attempt: u32, count: usize) -> usize {
+    let count = count.max(1);
+    let step = usize::try_from(attempt).unwrap_or(usize::MAX) % count;
+    let step = if step == 0 { count } else { step };
+    (lost + step) % count
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failover_tries_the_next_node_first_and_the_lost_one_last() {
+        let order: Vec<usize> = (1..=6).map(|attempt| failover_endpoint(1, attempt, 3)).collect();
+        assert_eq!(order, [2, 0, 1, 2, 0, 1]);
+        let single: Vec<usize> = (1..=3).map(|attempt| failover_endpoint(0, attempt, 1)).collect();
+        assert_eq!(single, [0, 0, 0]);
+    }
 
     #[test]
     fn a_connection_that_keeps_failing_at_once_is_not_reconnected_in_a_hot_loop() {

@@ -9,6 +9,13 @@
 //! broker may have it, or a blocked connection may still deliver it); every other error
 //! means it was not taken.
 //!
+//! On a cluster (several endpoints), a negative confirm is published again, with a jittered
+//! pause that doubles from 50 ms to 1 s, until the publish timeout: a quorum queue nacks
+//! while its leader is being re-elected after a node died (about 1 s of publishes in the
+//! kill -9 test), and the publisher wants "confirmed", not a transient refusal. A nacked
+//! message may still have been stored, so this can duplicate (as can any redelivery). On one
+//! node a nack is final, as before (an overflowing `reject-publish` queue).
+//!
 //! A connection RabbitMQ blocks (`connection.blocked`, a memory or disk alarm) is waited
 //! for, not abandoned: publishes wait up to the publish timeout and then fail as
 //! unconfirmed, and the connection is kept, so it delivers what it holds once the alarm
@@ -27,6 +34,10 @@ use crate::util::other;
 
 /// AMQP reply code of a missing exchange or queue.
 const NOT_FOUND: u16 = 404;
+/// On a cluster, pauses before publishing a nacked message again: from the first to the
+/// largest, doubling, each jittered.
+const NACK_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+const NACK_LARGEST_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why one publish attempt did not go through.
 enum Failure {
@@ -34,6 +45,8 @@ enum Failure {
     Refused(TransportError),
     /// The connection went away: publish again once reconnected.
     Lost(lapin::Error),
+    /// Negatively confirmed.
+    Nacked(TransportError),
 }
 
 /// Publishes and returns once the broker confirmed. Events go to the exchange without
@@ -48,6 +61,7 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
     let deadline = tokio::time::Instant::now() + timeout;
     // Whether the message was handed to a connection: from then on it may be delivered.
     let mut sent = false;
+    let mut nack_pause = NACK_FIRST_PAUSE;
     loop {
         let session = match link.session(deadline).await {
             Ok(session) => session,
@@ -76,7 +90,7 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
                         returned.reply_code, returned.reply_text
                     ),
                 })),
-                Confirmation::Nack(_) => Err(Failure::Refused(TransportError::Rejected {
+                Confirmation::Nack(_) => Err(Failure::Nacked(TransportError::Rejected {
                     reason: "negatively confirmed (nack): the broker could not store it".into(),
                 })),
                 Confirmation::NotRequested => Err(Failure::Refused(TransportError::Rejected {
@@ -112,6 +126,15 @@ pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) ->
         match outcome {
             Ok(()) => return Ok(()),
             Err(Failure::Refused(error)) => return Err(error),
+            Err(Failure::Nacked(error)) => {
+                let pause = nack_pause / 2 + (nack_pause / 2).mul_f64(fastrand::f64());
+                if link.endpoints().len() < 2 || tokio::time::Instant::now() + pause >= deadline {
+                    return Err(error);
+                }
+                tracing::debug!(%error, ?pause, "negatively confirmed on a cluster (a queue leader may be re-elected); publishing again");
+                tokio::time::sleep(pause).await;
+                nack_pause = (nack_pause * 2).min(NACK_LARGEST_PAUSE);
+            }
             Err(Failure::Lost(error)) => {
                 if session.is_alive() {
                     match error.kind() {

@@ -349,10 +349,22 @@ pub(crate) struct RawClient {
 }
 
 impl RawClient {
-    /// Connects on the blocking pool.
+    /// Connects on the blocking pool; with several endpoints in `url`, to the first that
+    /// answers.
     pub(crate) async fn open(url: &str, connection_name: &str) -> Result<Self, RawError> {
-        let (url, name) = (url.to_owned(), connection_name.to_owned());
-        let connection = blocking(move || RawConnection::open(&url, &name)).await?;
+        let endpoints = crate::endpoints::split(url);
+        let name = connection_name.to_owned();
+        let connection = blocking(move || {
+            let mut last = None;
+            for endpoint in &endpoints {
+                match RawConnection::open(endpoint, &name) {
+                    Ok(connection) => return Ok(connection),
+                    Err(error) => last = Some(error),
+                }
+            }
+            Err(last.unwrap_or_else(|| RawError::Url("no endpoint".into())))
+        })
+        .await?;
         Ok(Self { connection: Arc::new(Mutex::new(Some(connection))) })
     }
 

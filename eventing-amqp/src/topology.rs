@@ -22,8 +22,12 @@ pub(crate) async fn declare_queue(
     channel: &Channel,
     spec: &QueueSpec,
     queue_type: QueueType,
+    cluster: bool,
 ) -> Result<u32, TransportError> {
-    let (options, arguments) = queue_arguments(spec, queue_type);
+    let (mut options, mut arguments) = queue_arguments(spec, queue_type);
+    if cluster {
+        expiring_as_quorum(spec, &mut options, &mut arguments);
+    }
     channel
         .queue_declare(spec.name.as_str().into(), options, arguments)
         .await
@@ -94,6 +98,17 @@ pub(crate) fn queue_arguments(spec: &QueueSpec, queue_type: QueueType) -> (Queue
         }
     };
     (options, arguments)
+}
+
+/// On a cluster URL with the default queue type, the shared queue of a non-durable event
+/// (durable with `x-expires`) is a quorum queue too: a classic one lives on one node, and
+/// while that node is down no connection could declare it again, so no connection that
+/// declares it (the publisher's, its listener's) could fail over. Only there: existing
+/// deployments that chose `QueueType::Quorum` keep their classic expiring queues.
+fn expiring_as_quorum(spec: &QueueSpec, options: &mut QueueDeclareOptions, arguments: &mut FieldTable) {
+    if matches!(spec.lifetime, QueueLifetime::Expiring { .. }) && options.durable {
+        arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    }
 }
 
 /// Maps a failed declaration to an error naming the object.

@@ -76,11 +76,23 @@ pub struct AmqpTransport {
 impl AmqpTransport {
     /// Connects. A wrong host, port, vhost or password fails at once with an error that says
     /// which (the URL's password is never shown). Later connection losses are healed.
-    pub async fn connect(url: &str, options: AmqpOptions) -> Result<Self, TransportError> {
+    ///
+    /// A cluster's nodes can be listed in the URL's authority, separated by commas:
+    /// `amqp://user:pass@host1:5672,host2:5673,host3:5674/vhost`. Every connection (the
+    /// publisher's and each listener's) then goes to the first node that answers, in an order
+    /// shuffled once per process, and fails over to the next node when its node goes away.
+    /// With several nodes, [`QueueType::Auto`](crate::QueueType::Auto) (the default)
+    /// declares durable queues as quorum queues.
+    pub async fn connect(url: &str, mut options: AmqpOptions) -> Result<Self, TransportError> {
+        let listed = crate::endpoints::split(url);
+        let cluster = options.queue_type == crate::QueueType::Auto && listed.len() > 1;
+        options.queue_type = options.queue_type.resolve(listed.len());
+        let endpoints = if options.shuffle_endpoints { crate::endpoints::shuffled(listed) } else { listed };
         let name = options.connection_name.clone();
         let publish_channels = options.publish_channels.max(1);
-        let link = Link::connect(url, options, publish_channels).await?;
-        tracing::info!(url = %eventing::transport::redact_url(url), connection = %name, "connected to RabbitMQ");
+        let link = Link::connect(url, endpoints, cluster, options, publish_channels).await?;
+        let endpoint = link.connected_endpoint().map(eventing::transport::redact_url).unwrap_or_default();
+        tracing::info!(url = %eventing::transport::redact_url(url), %endpoint, connection = %name, "connected to RabbitMQ");
         Ok(Self {
             link,
             consumers: AtomicU64::new(0),
@@ -89,6 +101,32 @@ impl AmqpTransport {
             plans: Mutex::default(),
             replies: Replies::new(url.to_owned(), format!("{name} requests")),
         })
+    }
+
+    /// Connects to a cluster given as a list of single-host URLs that differ only in host,
+    /// port and credentials (the same as one URL listing the nodes, see [`connect`](Self::connect)).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let nodes = ["amqp://app:secret@rabbit1:5672/%2f", "amqp://app:secret@rabbit2:5672/%2f"];
+    /// let transport = eventing_amqp::AmqpTransport::connect_cluster(&nodes, Default::default()).await?;
+    /// let bus = eventing::builder().transport(transport).start().await?;
+    /// # bus.shutdown().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_cluster<S: AsRef<str>>(urls: &[S], options: AmqpOptions) -> Result<Self, TransportError> {
+        let url = crate::endpoints::join(urls).map_err(|reason| TransportError::Connect {
+            url: urls.iter().map(|url| eventing::transport::redact_url(url.as_ref())).collect::<Vec<_>>().join(" "),
+            reason,
+        })?;
+        Self::connect(&url, options).await
+    }
+
+    /// The node the publishing connection is on now (a single-host URL, password hidden), or
+    /// `None` while it reconnects. With several endpoints this shows failover.
+    pub fn connected_endpoint(&self) -> Option<String> {
+        self.link.connected_endpoint().map(eventing::transport::redact_url)
     }
 
     /// Whether RabbitMQ currently blocks the publishing connection (`connection.blocked`,
@@ -148,7 +186,8 @@ impl AmqpTransport {
         };
         let connection_name = format!("{base} {}", queue.name);
         let options = AmqpOptions { connection_name: connection_name.clone(), ..self.link.options.clone() };
-        let link = Link::connect(self.link.url(), options, 0).await?;
+        let link =
+            Link::connect(self.link.url(), self.link.endpoints().to_vec(), self.link.is_cluster(), options, 0).await?;
         let rescue = Target {
             url: self.link.url().to_owned(),
             connection_name: format!("{connection_name} (rescue)"),

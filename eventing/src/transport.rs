@@ -290,28 +290,51 @@ pub struct TransportFactory {
 
 inventory::collect!(TransportFactory);
 
-/// The URL with any password replaced by `***`, for errors and logs.
+/// The URL with any password replaced by `***`, for errors and logs. Every endpoint of a
+/// cluster URL is covered, also one with credentials of its own
+/// (`amqp://a:x@host1,b:y@host2/`); a password containing `@`, `,` or `/` must be
+/// percent-encoded anyway, as in any URL.
 ///
 /// ```
 /// assert_eq!(
 ///     eventing::transport::redact_url("amqp://guest:secret@host:5672/%2f"),
 ///     "amqp://guest:***@host:5672/%2f"
 /// );
+/// assert_eq!(
+///     eventing::transport::redact_url("amqp://u:secret@host1:5672,host2:5673,v:other@host3/vhost"),
+///     "amqp://u:***@host1:5672,host2:5673,v:***@host3/vhost"
+/// );
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
+    let endpoints: Vec<String> = authority
+        .split(',')
+        .map(|endpoint| match endpoint.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                let hidden = if userinfo.contains(':') { ":***" } else { "" };
+                format!("{user}{hidden}@{host}")
+            }
+            // A bare host, or a fragment of a password with an unencoded comma: hidden.
+            None if looks_like_host(endpoint) => endpoint.to_owned(),
+            None => "***".to_owned(),
+        })
+        .collect();
+    format!("{scheme}://{}{path}", endpoints.join(","))
+}
+
+/// `host`, `host:port` or `[v6]:port`, with a numeric port.
+fn looks_like_host(endpoint: &str) -> bool {
+    let (host, port) = match endpoint.rsplit_once(':') {
+        Some((host, port)) if !port.ends_with(']') => (host, Some(port)),
+        _ => (endpoint, None),
+    };
+    port.is_none_or(|port| port.chars().all(|c| c.is_ascii_digit()))
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || "-._[]:%".contains(c))
 }
 
 /// A transport failed. `Debug` shows the message and its causes (see [`crate::Error`]).
@@ -389,5 +412,29 @@ pub enum TransportError {
 impl fmt::Debug for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         crate::report::report(self, f)
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_url;
+
+    #[test]
+    fn every_endpoint_of_a_cluster_url_is_redacted() {
+        assert_eq!(
+            redact_url("amqp://user:pass@host1:5672,host2:5673,host3:5674/vhost"),
+            "amqp://user:***@host1:5672,host2:5673,host3:5674/vhost"
+        );
+        assert_eq!(
+            redact_url("amqp://a:x@h1:1,b:y@[::1]:2?heartbeat=5"),
+            "amqp://a:***@h1:1,b:***@[::1]:2?heartbeat=5"
+        );
+        assert_eq!(redact_url("amqp://h1,h2/v"), "amqp://h1,h2/v");
+    }
+
+    #[test]
+    fn an_unencoded_comma_in_a_password_does_not_leak_it() {
+        let redacted = redact_url("amqp://user:sec,ret@host1,host2/v");
+        assert!(!redacted.contains("sec"), "{redacted}");
     }
 }
