@@ -46,6 +46,13 @@ pub(crate) fn properties(message: &Message) -> BasicProperties {
     if let Some(app_id) = &message.app_id {
         properties = properties.with_app_id(app_id.as_ref().into());
     }
+    if let Some(reply_to) = &message.reply_to {
+        properties = properties.with_reply_to(reply_to.as_str().into());
+    }
+    if let Some(expiration) = message.expiration {
+        // AMQP wants whole milliseconds as text; at least 1 (0 would mean "now or never").
+        properties = properties.with_expiration(expiration.as_millis().max(1).to_string().into());
+    }
     properties
 }
 
@@ -88,6 +95,12 @@ pub(crate) fn message(body: Vec<u8>, properties: &BasicProperties, routing_key: 
         persistent: *properties.delivery_mode() == Some(PERSISTENT),
         attempt,
         headers,
+        reply_to: properties.reply_to().as_ref().map(ShortString::to_string),
+        expiration: properties
+            .expiration()
+            .as_ref()
+            .and_then(|millis| millis.as_str().parse::<u64>().ok())
+            .map(Duration::from_millis),
     }
 }
 

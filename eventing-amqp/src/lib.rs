@@ -59,6 +59,7 @@ mod lock;
 mod options;
 mod publish;
 mod raw;
+mod reply;
 mod rescue;
 mod topology;
 mod transport;

@@ -31,6 +31,7 @@ use crate::consume::ConsumerSlot;
 use crate::link::Link;
 use crate::options::AmqpOptions;
 use crate::publish;
+use crate::reply::Replies;
 use crate::rescue::Target;
 use crate::util::lock;
 
@@ -68,6 +69,8 @@ pub struct AmqpTransport {
     consumer_links: Mutex<Vec<Arc<Link>>>,
     /// By listener queue name.
     plans: Mutex<HashMap<String, QueuePlan>>,
+    /// Requests through direct reply-to (`reply.rs`).
+    replies: Replies,
 }
 
 impl AmqpTransport {
@@ -96,6 +99,7 @@ impl AmqpTransport {
             acks: Mutex::default(),
             consumer_links: Mutex::default(),
             plans: Mutex::default(),
+            replies: Replies::new(url.to_owned(), format!("{name} requests")),
         })
     }
 
@@ -212,6 +216,7 @@ impl AmqpTransport {
         for batcher in batchers {
             batcher.close().await;
         }
+        self.replies.close().await;
         let consumer_links = std::mem::take(&mut *lock(&self.consumer_links));
         for link in consumer_links {
             if let Err(error) = link.close().await {
@@ -269,6 +274,16 @@ impl Transport for AmqpTransport {
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(self.shut())
+    }
+
+    /// Through direct reply-to on a connection of its own (see `reply.rs`).
+    fn request<'a>(
+        &'a self,
+        route: Route<'a>,
+        message: Message,
+        reply_within: Option<std::time::Duration>,
+    ) -> BoxFuture<'a, Result<Option<Message>, TransportError>> {
+        Box::pin(self.replies.request(route, message, reply_within))
     }
 }
 

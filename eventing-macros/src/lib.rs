@@ -10,6 +10,7 @@ mod interceptor;
 mod listener;
 mod names;
 mod recurring;
+mod request;
 
 use proc_macro::TokenStream;
 
@@ -59,4 +60,18 @@ fn with_item_on_error(
             output.into()
         }
     }
+}
+
+/// Makes a serde struct or enum a request: implements `eventing::Request` and registers it.
+/// Keys: `name = "..."` (default: the type name in snake case), `reply = Type` (default `()`).
+#[proc_macro_attribute]
+pub fn request(args: TokenStream, item: TokenStream) -> TokenStream {
+    with_item_on_error(request::expand_request, args, item)
+}
+
+/// Registers an `impl RequestHandler<R> for T`, built at start like a listener. Key:
+/// `concurrency = N`. (`per_process` is an error: each request is handled once.)
+#[proc_macro_attribute]
+pub fn request_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    with_item_on_error(request::expand_handler, args, item)
 }

@@ -6,6 +6,7 @@ pub use ::serde;
 pub use crate::interceptor::InterceptorDescriptor;
 pub use crate::recurring::{RecurringAttributes, RecurringDescriptor};
 pub use crate::registry::{EventDescriptor, ListenerAttributes, ListenerDescriptor};
+pub use crate::request::{RequestDescriptor, RequestHandlerDescriptor};
 
 /// Implemented by `#[event]` just before `Event`, so that a missing derive is reported
 /// first in the words of [`EventSerialize`] and [`EventDeserialize`], which say what to
@@ -31,3 +32,30 @@ impl<T: ::serde::Serialize> EventSerialize for T {}
 pub trait EventDeserialize {}
 
 impl<T: ::serde::de::DeserializeOwned> EventDeserialize for T {}
+
+/// Implemented by `#[request]` just before `Request`, so that a missing derive is reported
+/// in words that say what to derive.
+pub trait RequestJson: RequestSerialize + RequestDeserialize {}
+
+/// What a missing `Serialize` derive on a `#[request]` type is reported as.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must derive `Serialize` to be a request",
+    label = "a `#[request]` travels as JSON: derive `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Serialize)]` to `{Self}`; `#[request]` does not derive it for you"
+)]
+pub trait RequestSerialize {}
+
+impl<T: ::serde::Serialize> RequestSerialize for T {}
+
+/// What a missing `Deserialize` derive on a `#[request]` type is reported as.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must derive `Deserialize` to be a request",
+    label = "a `#[request]` travels as JSON: derive `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Deserialize)]` to `{Self}`; `#[request]` does not derive it for you"
+)]
+pub trait RequestDeserialize {}
+
+impl<T: ::serde::de::DeserializeOwned> RequestDeserialize for T {}
+
+/// Checks, where `#[request(reply = T)]` names it, that a reply type travels as JSON.
+pub const fn assert_reply<T: crate::request::ReplyPayload>() {}

@@ -2,11 +2,12 @@
 //! follow-up events.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::message::{HeaderValue, Headers, Message};
+use crate::request::DEFAULT_REQUEST_TIMEOUT;
 use crate::runtime::{Publisher, extra_headers};
-use crate::{Error, Event};
+use crate::{Error, Event, Request, RequestError};
 
 /// The delivery being handled: its metadata, and a publisher whose messages continue the
 /// causal chain (same correlation id, causation id = this message's id).
@@ -65,6 +66,29 @@ impl Context {
     /// [`Bus::publish_raw`](crate::Bus::publish_raw)), continuing this delivery's chain.
     pub async fn publish_raw(&self, name: &str, body: Vec<u8>) -> Result<(), Error> {
         self.publisher.publish_raw(name, body, Headers::new(), Some(&self.message)).await
+    }
+
+    /// Sends a request and waits for its reply (see [`Bus::request`](crate::Bus::request)),
+    /// up to the builder's request timeout. The handler sees this delivery's correlation id.
+    pub async fn request<R: Request>(&self, request: &R) -> Result<R::Reply, RequestError> {
+        let within = self.publisher.requests.get().map_or(DEFAULT_REQUEST_TIMEOUT, |client| client.timeout);
+        self.request_within(request, within).await
+    }
+
+    /// [`request`](Self::request), waiting up to `timeout`.
+    pub async fn request_within<R: Request>(&self, request: &R, timeout: Duration) -> Result<R::Reply, RequestError> {
+        match self.publisher.requests.get() {
+            Some(client) => client.call(&self.publisher, request, timeout, Some(&self.message)).await,
+            None => Err(RequestError::ShutDown { request: R::NAME.to_owned() }),
+        }
+    }
+
+    /// Sends a request to be handled once, without a reply (see [`Bus::send`](crate::Bus::send)).
+    pub async fn send<R: Request>(&self, request: &R) -> Result<(), RequestError> {
+        match self.publisher.requests.get() {
+            Some(client) => client.send(&self.publisher, request, Some(&self.message)).await,
+            None => Err(RequestError::ShutDown { request: R::NAME.to_owned() }),
+        }
     }
 
     /// The id of the message being handled.

@@ -59,6 +59,45 @@ pub enum Error {
         /// The other Rust type.
         second: &'static str,
     },
+    /// A request and an event have the same name (both would be routed by it).
+    #[error(
+        "the name `{name}` is used by both the event `{event}` and the request `{request}`; rename one with \
+         #[event(name = \"...\")] or #[request(name = \"...\")]"
+    )]
+    RequestNameClash {
+        /// The name.
+        name: String,
+        /// The event's Rust type.
+        event: &'static str,
+        /// The request's Rust type.
+        request: &'static str,
+    },
+    /// Two request types have the same name.
+    #[error(
+        "request name `{name}` is used by both `{first}` and `{second}`; rename one with #[request(name = \"...\")]"
+    )]
+    DuplicateRequest {
+        /// The name.
+        name: String,
+        /// One Rust type.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
+    /// Two handler types for one request in one program: each request is handled once,
+    /// by one handler type.
+    #[error(
+        "request `{request}` has two handlers in this program, `{first}` and `{second}`; a request is handled \
+         once, by one handler type: remove one #[request_handler]"
+    )]
+    DuplicateRequestHandler {
+        /// The request name.
+        request: String,
+        /// One handler's Rust type.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+    },
     /// A name that cannot be used on the wire.
     #[error("invalid {kind} name `{name}` (from `{rust_type}`): {reason}")]
     InvalidName {

@@ -33,6 +33,12 @@ pub mod header {
     pub const FIRST_FAILURE_AT: &str = "x-eventing-first-failure-at";
     /// When the last delivery failed (milliseconds since the Unix epoch).
     pub const LAST_FAILURE_AT: &str = "x-eventing-last-failure-at";
+    /// On a request sent from a handler: the caller's causal chain (the request's own
+    /// correlation id matches its reply, so the chain travels here).
+    pub const CHAIN_ID: &str = "x-eventing-chain-id";
+    /// On a request: when the caller gives up (milliseconds since the Unix epoch); a
+    /// request delivered later is dropped unhandled.
+    pub const DEADLINE: &str = "x-eventing-deadline";
 }
 
 /// Whether `name` is one of eventing's own headers (`x-eventing-*`, in any case), which
@@ -126,6 +132,11 @@ pub struct Message {
     pub attempt: u32,
     /// Headers other than the ones mapped to the fields above.
     pub headers: Headers,
+    /// Where the reply to a request goes (AMQP `reply_to`); `None` on events and sends.
+    pub reply_to: Option<String>,
+    /// How long the broker keeps the message before dropping it (AMQP `expiration`);
+    /// set on requests to their timeout.
+    pub expiration: Option<std::time::Duration>,
 }
 
 impl Message {

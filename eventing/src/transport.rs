@@ -97,6 +97,26 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Closes the connection; unsettled deliveries go back to their queues.
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>>;
+
+    /// Publishes a request or a send, `mandatory`: a message no queue takes fails with
+    /// [`TransportError::Unroutable`]. With `reply_within`, the transport sets the
+    /// message's `reply_to` to an address of its own and resolves with the reply whose
+    /// correlation id is the message's [`chain_id`](Message::chain_id), or `None` when none
+    /// came in time; a reply that comes later, or to a dropped future, is discarded.
+    /// Without it, resolves with `None` once the broker confirmed the message.
+    ///
+    /// A server replies with [`publish`](Self::publish) to [`Route::Queue`] of the
+    /// request's `reply_to`, with the request's correlation id. The default says the
+    /// transport does not support requests.
+    fn request<'a>(
+        &'a self,
+        route: Route<'a>,
+        message: Message,
+        reply_within: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Option<Message>, TransportError>> {
+        let _ = (route, message, reply_within);
+        Box::pin(std::future::ready(Err(TransportError::Unsupported { what: "request/response" })))
+    }
 }
 
 /// A lock taken with [`Transport::try_lock`]; dropping it releases the lock.
@@ -383,6 +403,18 @@ pub enum TransportError {
     Unconfirmed {
         /// Why no confirm came (a timeout, a resource alarm, a lost connection).
         reason: String,
+    },
+    /// A mandatory message (a request) that no queue takes.
+    #[error("no queue takes the message: {reason}")]
+    Unroutable {
+        /// The broker's words, with the routing key.
+        reason: String,
+    },
+    /// The transport does not implement this.
+    #[error("this transport does not support {what}")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
     },
     /// Any other broker or I/O failure.
     #[error("{context}: {source}")]

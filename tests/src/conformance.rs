@@ -715,6 +715,8 @@ pub async fn undecodable_payloads_are_dead_lettered(backend: &impl Backend) {
         persistent: false,
         attempt: 1,
         headers: Headers::new(),
+        reply_to: None,
+        expiration: None,
     };
     raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: Ping::NAME }, message, Origin::Outside)
         .await
@@ -870,6 +872,8 @@ pub async fn outside_attempt_headers_do_not_skip_retries(backend: &impl Backend)
         persistent: false,
         attempt: 999_999,
         headers: Headers::new(),
+        reply_to: None,
+        expiration: None,
     };
     raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: Risky::NAME }, message, Origin::Outside)
         .await
@@ -1037,6 +1041,8 @@ pub async fn topic_patterns_match_as_on_rabbitmq(backend: &impl Backend) {
             persistent: false,
             attempt: 1,
             headers: Headers::new(),
+            reply_to: None,
+            expiration: None,
         };
         raw.publish(Route::Exchange { exchange: &scope.exchange, routing_key: key }, message, Origin::Outside)
             .await

@@ -66,6 +66,8 @@ fn message(n: u32) -> Message {
         persistent: true,
         attempt: 1,
         headers: Default::default(),
+        reply_to: None,
+        expiration: None,
     }
 }
 

@@ -417,6 +417,8 @@ async fn a_routing_key_that_is_not_utf8_is_dead_lettered() {
         persistent: true,
         attempt: 1,
         headers: Default::default(),
+        reply_to: None,
+        expiration: None,
     };
     let route = Route::Exchange { exchange: &exchange, routing_key: "door.opened" };
     transport.publish(route, good(1), Origin::Outside).await.expect("publish");

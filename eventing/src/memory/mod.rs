@@ -21,6 +21,7 @@
 
 mod lock;
 mod queue;
+mod requests;
 mod topic;
 
 use std::collections::HashMap;
@@ -59,6 +60,8 @@ pub(crate) struct Broker {
     recording: AtomicBool,
     journal: Mutex<Option<Vec<PublishedMessage>>>,
     next_connection: AtomicU64,
+    /// Callers waiting for replies, by reply address and correlation id (see `requests.rs`).
+    replies: requests::Replies,
 }
 
 /// Messages ready or in flight in listener queues, shared by the broker and its queues.
@@ -90,6 +93,7 @@ impl Default for Broker {
             recording: AtomicBool::new(false),
             journal: Mutex::default(),
             next_connection: AtomicU64::default(),
+            replies: requests::Replies::default(),
         }
     }
 }
@@ -298,6 +302,7 @@ impl Broker {
     /// What RabbitMQ does when a connection closes: its consumers' unsettled deliveries are
     /// requeued and the exclusive queues it declared are deleted.
     fn close_connection(&self, connection: u64) {
+        requests::close_connection(self, connection);
         let queues: Vec<Arc<Queue>> = lock(&self.queues).values().cloned().collect();
         for queue in &queues {
             queue.remove_connection(connection);
@@ -389,6 +394,10 @@ impl Transport for MemoryTransport {
         message: Message,
         origin: Origin,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
+        let message = match requests::take_reply(&self.broker, route, message) {
+            Some(message) => message,
+            None => return ready(Ok(())),
+        };
         let full = match self.broker.publish(route, message) {
             Ok(full) if full.is_empty() || origin != Origin::Outside => return ready(Ok(())),
             other => other,
@@ -436,6 +445,15 @@ impl Transport for MemoryTransport {
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         self.broker.close_connection(self.connection);
         ready(Ok(()))
+    }
+
+    fn request<'a>(
+        &'a self,
+        route: Route<'a>,
+        message: Message,
+        reply_within: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Option<Message>, TransportError>> {
+        Box::pin(requests::request(&self.broker, self.connection, route, message, reply_within))
     }
 }
 

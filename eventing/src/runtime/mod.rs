@@ -5,6 +5,7 @@ mod consumer;
 mod handle;
 mod plan;
 mod publisher;
+mod requests;
 mod schedule;
 mod settings;
 mod settle;
@@ -26,6 +27,7 @@ use crate::interceptor::{ErasedInterceptor, Placed};
 use crate::message::{HeaderValue, Headers};
 use crate::transport::{Topology, Transport};
 use crate::{Chaos, Error, Event, Health, Interceptor, ListenerInfo, Registry, RetryPolicy, State, naming};
+use crate::{Request, RequestError};
 
 /// The default number of handler calls in flight per listener.
 pub const DEFAULT_CONCURRENCY: u16 = 16;
@@ -97,6 +99,7 @@ pub struct Builder {
     // Configuration file and recurring work (see `settings.rs`).
     config_file: Option<PathBuf>,
     run_recurring: bool,
+    request_timeout: Duration,
 }
 
 impl Default for Builder {
@@ -118,6 +121,7 @@ impl Default for Builder {
             interceptors: Vec::new(),
             config_file: None,
             run_recurring: true,
+            request_timeout: crate::request::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -226,6 +230,13 @@ impl Builder {
         self
     }
 
+    /// How long [`Bus::request`] and [`Context::request`](crate::Context::request) wait for
+    /// a reply (default 30 s); also the request's expiration on the broker.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// Starts only the listeners for which `include` returns true (default: all).
     pub fn listeners(mut self, include: impl Fn(&ListenerInfo) -> bool + Send + Sync + 'static) -> Self {
         self.include = Box::new(include);
@@ -240,6 +251,7 @@ impl Builder {
         let settings = self.settings(&file);
         let plan = self.plan(&settings, &file)?;
         let recurring = self.plan_recurring(&settings, &file, &plan)?;
+        let request_plan = requests::RequestPlan::collect(&self.include)?;
         let chaos = match self.chaos.clone() {
             Some(chaos) => Some(chaos),
             None => env("EVENTING_CHAOS")
@@ -285,6 +297,25 @@ impl Builder {
         };
         let running = Running { exchange, app_id, process_id, shutdown_timeout: self.shutdown_timeout, chaos, system };
         let launched = launch(&transport, &plan, handlers, interceptors, running).await;
+        let launched = match launched {
+            Ok(shared) => {
+                let serving = start_requests(
+                    &request_plan,
+                    &shared,
+                    &self.state,
+                    (self.request_timeout, self.concurrency, self.shutdown_timeout),
+                )
+                .await;
+                match serving {
+                    Ok(()) => Ok(shared),
+                    Err(error) => {
+                        Bus { shared: Arc::new(shared) }.stop_consumers().await;
+                        Err(error)
+                    }
+                }
+            }
+            Err(error) => Err(error),
+        };
         match launched {
             Ok(shared) => {
                 let scheduled =
@@ -333,7 +364,7 @@ impl Builder {
     fn plan(&self, settings: &Settings, file: &crate::config::FileConfig) -> Result<plan::Plan, Error> {
         let registry = Registry::collect()?;
         settings::check_file_names(file, &registry)?;
-        plan(
+        let mut plan = plan(
             &registry,
             &PlanConfig {
                 exchange: &settings.exchange,
@@ -346,7 +377,9 @@ impl Builder {
                 include: &self.include,
                 file,
             },
-        )
+        )?;
+        requests::RequestPlan::collect(&self.include)?.extend_topology(&mut plan.topology, &settings.exchange);
+        Ok(plan)
     }
 
     /// [`start`](Self::start)s the bus, waits for SIGINT or SIGTERM, then shuts down gracefully.
@@ -357,6 +390,20 @@ impl Builder {
         bus.shutdown().await?;
         signal
     }
+}
+
+/// Serves the request handlers and gives the bus its request client (`requests.rs`).
+async fn start_requests(
+    request_plan: &requests::RequestPlan,
+    shared: &Shared,
+    state: &State,
+    (timeout, concurrency, shutdown_timeout): (Duration, u16, Duration),
+) -> Result<(), Error> {
+    let client = requests::RequestClient { timeout, stop: shared.stop.clone() };
+    let _ = shared.publisher.requests.set(client);
+    let tasks = request_plan.start(state, &shared.publisher, &shared.stop, concurrency, shutdown_timeout).await?;
+    shared.consumers.lock().unwrap_or_else(PoisonError::into_inner).extend(tasks);
+    Ok(())
 }
 
 /// Declares the topology and starts one consumer per listener. On failure, the consumers
@@ -502,6 +549,37 @@ impl Bus {
         self.shared.publisher.publish_raw(name, body, Headers::new(), None).await
     }
 
+    /// Sends `request` to its handler (wherever it runs) and waits for the reply, up to the
+    /// builder's [`request_timeout`](Builder::request_timeout) (default 30 s).
+    pub async fn request<R: Request>(&self, request: &R) -> Result<R::Reply, RequestError> {
+        let within = self
+            .shared
+            .publisher
+            .requests
+            .get()
+            .map_or(crate::request::DEFAULT_REQUEST_TIMEOUT, |client| client.timeout);
+        self.request_within(request, within).await
+    }
+
+    /// [`request`](Self::request), waiting up to `timeout` (also the request's expiration).
+    pub async fn request_within<R: Request>(&self, request: &R, timeout: Duration) -> Result<R::Reply, RequestError> {
+        let publisher = &self.shared.publisher;
+        match publisher.requests.get() {
+            Some(client) => client.call(publisher, request, timeout, None).await,
+            None => Err(RequestError::ShutDown { request: R::NAME.to_owned() }),
+        }
+    }
+
+    /// Sends `request` to be handled once, without waiting for a reply: returns once the
+    /// broker took it. Fails with [`RequestError::NoHandler`] when no queue takes it.
+    pub async fn send<R: Request>(&self, request: &R) -> Result<(), RequestError> {
+        let publisher = &self.shared.publisher;
+        match publisher.requests.get() {
+            Some(client) => client.send(publisher, request, None).await,
+            None => Err(RequestError::ShutDown { request: R::NAME.to_owned() }),
+        }
+    }
+
     /// Whether the bus is connected and every listener consuming, for readiness probes.
     pub fn health(&self) -> Health {
         let consumers = self.shared.consumers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -539,6 +617,15 @@ impl Bus {
         self.shared.publisher.transport().close().await?;
         tracing::info!("bus shut down");
         Ok(())
+    }
+
+    /// Cancels and awaits the consumers started so far (after a failed start).
+    async fn stop_consumers(&self) {
+        self.shared.stop.cancel();
+        let consumers = std::mem::take(&mut *self.shared.consumers.lock().unwrap_or_else(PoisonError::into_inner));
+        for consumer in consumers {
+            let _ = consumer.await;
+        }
     }
 
     /// What this bus declared.

@@ -27,6 +27,8 @@ pub(crate) struct Publisher {
     /// Every registered event's name and durability, for `publish_raw`.
     events: HashMap<&'static str, bool>,
     closed: AtomicBool,
+    /// Sends requests (`requests.rs`); set once at launch.
+    pub(crate) requests: std::sync::OnceLock<super::requests::RequestClient>,
     /// The transport's `messaging.system`, for the spans of the `opentelemetry` feature.
     #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
     system: &'static str,
@@ -56,13 +58,30 @@ impl Publisher {
         events: HashMap<&'static str, bool>,
         system: &'static str,
     ) -> Self {
-        Self { transport, exchange, app_id, interceptors, events, closed: AtomicBool::new(false), system }
+        Self {
+            transport,
+            exchange,
+            app_id,
+            interceptors,
+            events,
+            closed: AtomicBool::new(false),
+            requests: std::sync::OnceLock::new(),
+            system,
+        }
     }
 
     /// The transport's `messaging.system`.
     #[cfg(feature = "opentelemetry")]
     pub(crate) fn system(&self) -> &'static str {
         self.system
+    }
+
+    pub(crate) fn exchange(&self) -> &str {
+        &self.exchange
+    }
+
+    pub(crate) fn app_id(&self) -> &Arc<str> {
+        &self.app_id
     }
 
     pub(crate) fn transport(&self) -> &Arc<dyn Transport> {
@@ -162,6 +181,8 @@ impl Publisher {
             persistent: durable,
             attempt: 1,
             headers,
+            reply_to: None,
+            expiration: None,
         };
         let origin = if cause.is_some() { Origin::Handler } else { Origin::Outside };
         async {

@@ -220,6 +220,8 @@ impl Scheduler {
             persistent: false,
             attempt: 1,
             headers: Headers::new(),
+            reply_to: None,
+            expiration: None,
         };
         let ctx = Context::new(Arc::clone(&self.publisher), Arc::new(cause), name, false);
         let work = Arc::clone(&self.item.work);

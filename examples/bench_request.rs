@@ -1,0 +1,281 @@
+//! Request/response round trips on RabbitMQ: eventing's `Bus::request` against a
+//! hand-written lapin direct-reply-to client and server, same broker, same run.
+//!
+//! `cargo run --release --example bench_request -- [--requests 5000] [--url amqp://...]`
+//!
+//! Each side runs `--requests` round trips one after another (sequential), then the same
+//! number from 100 callers at once (each waits for its reply before the next call), and
+//! prints round trips per second and p50/p99 latency, then eventing's ratios to raw.
+//!
+//! eventing: `Add {x, y}` → `Sum {answer}` through the exchange, mandatory and confirmed
+//! publishes, replies through direct reply-to; the server is a `#[request_handler]` with
+//! concurrency 100 that acknowledges each request after its reply is confirmed.
+//! Raw: the same JSON published straight to a queue (no confirms), a server that replies
+//! (no confirm) and acknowledges, prefetch 100, the client consuming
+//! `amq.rabbitmq.reply-to` with no-ack on its publishing channel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventing::{Context, HandlerError, Request, RequestHandler, request, request_handler};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const CONCURRENCY: usize = 100;
+
+#[request(name = "bench.add", reply = Sum)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Add {
+    pub x: i64,
+    pub y: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sum {
+    pub answer: i64,
+}
+
+#[derive(Default)]
+pub struct Adder;
+
+#[request_handler(concurrency = 100)]
+impl RequestHandler<Add> for Adder {
+    async fn on(&self, request: Add, _ctx: &Context) -> Result<Sum, HandlerError> {
+        Ok(Sum { answer: request.x + request.y })
+    }
+}
+
+/// Round trips per second and latency percentiles of one run.
+struct Figures {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Figures { per_second: latencies.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99) }
+}
+
+/// Runs `total` calls of `call`, `callers` at a time (each caller waits for its reply).
+async fn drive<F, Fut>(total: usize, callers: usize, call: F) -> Result<Figures, BoxError>
+where
+    F: Fn(i64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), BoxError>> + Send,
+{
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..callers {
+        let call = call.clone();
+        let count = total / callers;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(count);
+            for n in 0..count {
+                let began = Instant::now();
+                call((caller * count + n) as i64).await?;
+                latencies.push(began.elapsed());
+            }
+            Ok::<_, BoxError>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(figures(latencies, started.elapsed()))
+}
+
+/// A hand-written direct reply-to client: one channel publishes and consumes the replies.
+struct RawClient {
+    channel: Channel,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>,
+    queue: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl RawClient {
+    async fn call(&self, x: i64) -> Result<(), BoxError> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_string();
+        let (sender, receiver) = oneshot::channel();
+        self.waiting.lock().map_err(|_| "poisoned")?.insert(id.clone(), sender);
+        let body = serde_json::to_vec(&Add { x, y: 1 })?;
+        self.channel
+            .basic_publish(
+                "".into(),
+                self.queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default()
+                    .with_reply_to("amq.rabbitmq.reply-to".into())
+                    .with_correlation_id(id.as_str().into())
+                    .with_content_type("application/json".into())
+                    .with_expiration("30000".into()),
+            )
+            .await?;
+        let reply = tokio::time::timeout(Duration::from_secs(30), receiver).await??;
+        let sum: Sum = serde_json::from_slice(&reply)?;
+        if sum.answer != x + 1 {
+            return Err("wrong answer".into());
+        }
+        Ok(())
+    }
+}
+
+async fn raw_side(url: &str, queue: &str) -> Result<(Connection, Connection, Arc<RawClient>), BoxError> {
+    // The server: prefetch 100, reply then ack.
+    let server = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = server.create_channel().await?;
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions { auto_delete: true, ..QueueDeclareOptions::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    channel.basic_qos(CONCURRENCY as u16, BasicQosOptions::default()).await?;
+    let mut requests = channel
+        .basic_consume(queue.into(), "raw-server".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = requests.next().await {
+            let Ok(request) = serde_json::from_slice::<Add>(&delivery.data) else { continue };
+            let body = serde_json::to_vec(&Sum { answer: request.x + request.y }).unwrap_or_default();
+            let (Some(reply_to), Some(correlation)) =
+                (delivery.properties.reply_to().clone(), delivery.properties.correlation_id().clone())
+            else {
+                continue;
+            };
+            let _ = channel
+                .basic_publish(
+                    "".into(),
+                    reply_to.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default().with_correlation_id(correlation),
+                )
+                .await;
+            let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        }
+    });
+    // The client.
+    let client = Connection::connect(url, ConnectionProperties::default()).await?;
+    let channel = client.create_channel().await?;
+    let mut replies = channel
+        .basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "raw-client".into(),
+            BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>> = Arc::default();
+    {
+        let waiting = Arc::clone(&waiting);
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = replies.next().await {
+                let Some(id) = delivery.properties.correlation_id().as_ref().map(ToString::to_string) else { continue };
+                let caller = waiting.lock().ok().and_then(|mut waiting| waiting.remove(&id));
+                if let Some(caller) = caller {
+                    let _ = caller.send(delivery.data);
+                }
+            }
+        });
+    }
+    let raw = Arc::new(RawClient { channel, waiting, queue: queue.to_owned(), next: Default::default() });
+    Ok((server, client, raw))
+}
+
+fn row(name: &str, figures: &Figures) {
+    println!(
+        "{name:<28} {:>10.0} round trips/s   p50 {:>8.3} ms   p99 {:>8.3} ms",
+        figures.per_second,
+        figures.p50.as_secs_f64() * 1e3,
+        figures.p99.as_secs_f64() * 1e3
+    );
+}
+
+fn ratio(name: &str, ours: &Figures, raw: &Figures) {
+    println!(
+        "{name:<28} throughput {:.2}x raw, p50 {:.2}x raw, p99 {:.2}x raw",
+        ours.per_second / raw.per_second,
+        ours.p50.as_secs_f64() / raw.p50.as_secs_f64(),
+        ours.p99.as_secs_f64() / raw.p99.as_secs_f64()
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let mut requests = 5_000usize;
+    let mut url = "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--requests" => requests = args.next().ok_or("--requests N")?.parse()?,
+            "--url" => url = args.next().ok_or("--url URL")?,
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+    }
+    let requests = requests.max(CONCURRENCY) / CONCURRENCY * CONCURRENCY;
+    let exchange = format!("bench-request-{}", std::process::id());
+
+    // eventing: a serving bus and a calling bus.
+    let server = eventing::builder().url(url.clone()).exchange(&exchange).service("bench").start().await?;
+    let caller =
+        eventing::builder().url(url.clone()).exchange(&exchange).service("bench").listeners(|_| false).start().await?;
+    caller.request(&Add { x: 0, y: 1 }).await?; // warm up: opens the reply channel
+    let call = {
+        let caller = caller.clone();
+        move |x: i64| {
+            let caller = caller.clone();
+            async move {
+                let sum = caller.request(&Add { x, y: 1 }).await?;
+                if sum.answer != x + 1 {
+                    return Err::<(), BoxError>("wrong answer".into());
+                }
+                Ok(())
+            }
+        }
+    };
+    let ours_sequential = drive(requests, 1, call.clone()).await?;
+    let ours_concurrent = drive(requests, CONCURRENCY, call).await?;
+
+    // Raw lapin.
+    let queue = format!("bench-request-raw-{}", std::process::id());
+    let (raw_server, raw_client_connection, raw) = raw_side(&url, &queue).await?;
+    raw.call(0).await?;
+    let call = {
+        let raw = Arc::clone(&raw);
+        move |x: i64| {
+            let raw = Arc::clone(&raw);
+            async move { raw.call(x).await }
+        }
+    };
+    let raw_sequential = drive(requests, 1, call.clone()).await?;
+    let raw_concurrent = drive(requests, CONCURRENCY, call).await?;
+
+    println!("{requests} round trips per run, RabbitMQ at {}", eventing::transport::redact_url(&url));
+    row("eventing, sequential", &ours_sequential);
+    row("raw lapin, sequential", &raw_sequential);
+    row("eventing, 100 concurrent", &ours_concurrent);
+    row("raw lapin, 100 concurrent", &raw_concurrent);
+    ratio("sequential", &ours_sequential, &raw_sequential);
+    ratio("100 concurrent", &ours_concurrent, &raw_concurrent);
+
+    caller.shutdown().await?;
+    server.shutdown().await?;
+    raw_client_connection.close(200, "done".into()).await?;
+    raw_server.close(200, "done".into()).await?;
+    let admin = eventing_amqp::AmqpTransport::connect(&url, eventing_amqp::AmqpOptions::default()).await?;
+    admin.delete_queue(&format!("request.{}", Add::NAME)).await?;
+    admin.delete_exchange(&exchange).await?;
+    eventing::transport::Transport::close(&admin).await?;
+    Ok(())
+}
