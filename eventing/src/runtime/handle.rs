@@ -89,7 +89,9 @@ impl HandleStack {
         let handled = if self.publisher.interceptors().is_empty() {
             AssertUnwindSafe(self.direct(message, ctx)).catch_unwind().await
         } else {
-            AssertUnwindSafe(self.intercepted(message, ctx)).catch_unwind().await
+            // Boxed: the interceptor path's state stays out of every delivery's future
+            // when no interceptor is registered.
+            AssertUnwindSafe(Box::pin(self.intercepted(message, ctx))).catch_unwind().await
         };
         handled.unwrap_or_else(|panic| {
             Outcome::Failed(Failure::Retryable(format!("handler panicked: {}", panic_message(panic.as_ref()))))

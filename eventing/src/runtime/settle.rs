@@ -61,13 +61,13 @@ impl Settler {
                 tracing::warn!(%reason, ?delay, next_attempt = attempt + 1, "handling failed; retrying later");
                 #[cfg(feature = "metrics")]
                 self.count(&delivery, Handled::Retried);
-                self.fail(publisher, delivery, reason, FailedTo::Retry(delay)).await;
+                Box::pin(self.fail(publisher, delivery, reason, FailedTo::Retry(delay))).await;
             }
             Outcome::Failed(Failure::Retryable(reason) | Failure::Permanent(reason)) => {
                 tracing::error!(%reason, attempts = attempt, dead_letter_queue = %self.dead_letter_queue, "handling failed; dead-lettering");
                 #[cfg(feature = "metrics")]
                 self.count(&delivery, Handled::DeadLettered);
-                self.fail(publisher, delivery, reason, FailedTo::DeadLetter).await;
+                Box::pin(self.fail(publisher, delivery, reason, FailedTo::DeadLetter)).await;
             }
         }
     }
@@ -84,7 +84,8 @@ impl Settler {
         }
     }
 
-    /// Moves a failed message on: to the retry queue of `delay` (attempt + 1), or to the
+    /// Moves a failed message on (called boxed: its state stays out of the future of every
+    /// delivery that succeeds): to the retry queue of `delay` (attempt + 1), or to the
     /// dead-letter queue, with the failure in headers; only after the broker confirmed that
     /// is the original acknowledged. The message keeps its id, so a handler that sees it
     /// again can tell.
