@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::envelope::Envelope;
 use crate::interceptor::ErasedInterceptor;
 use crate::message::{HeaderValue, Headers, JSON, Message, is_reserved_header};
-use crate::transport::{Origin, Route, Transport, TransportError};
+use crate::transport::{BoxFuture, Origin, Route, Transport, TransportError};
 use crate::{Error, Event, naming};
 
 /// Publishes to the bus's exchange; shared by the [`Bus`](crate::Bus), every handler's
@@ -185,24 +185,27 @@ impl Publisher {
             expiration: None,
         };
         let origin = if cause.is_some() { Origin::Handler } else { Origin::Outside };
-        async {
-            // The name outlives the message (which the transport takes): free for a typed
-            // event's `&'static str`, one copy for a name given at run time.
-            let event = message.event_type.clone();
-            let route = Route::Exchange { exchange: &self.exchange, routing_key: &event };
-            let sent = self.send(route, message, origin).await;
-            #[cfg(feature = "metrics")]
-            if sent.is_ok() {
-                crate::observe::metrics::published(event.clone());
-            }
-            sent.map_err(|source| Error::Publish { event: event.into_owned(), source })
+        // The name outlives the message (which the transport takes): free for a typed
+        // event's `&'static str`, one copy for a name given at run time.
+        let event = message.event_type.clone();
+        let route = Route::Exchange { exchange: &self.exchange, routing_key: &event };
+        let sent = self.send(route, message, origin).instrument(span).await;
+        #[cfg(feature = "metrics")]
+        if sent.is_ok() {
+            crate::observe::metrics::published(event.clone());
         }
-        .instrument(span)
-        .await
+        sent.map_err(|source| Error::Publish { event: event.into_owned(), source })
     }
 
-    /// The send stack's last steps: the interceptors' `send`, then the transport.
-    pub(crate) async fn send(&self, route: Route<'_>, message: Message, origin: Origin) -> Result<(), TransportError> {
+    /// The send stack's last steps: the interceptors' `send`, then the transport. Not an
+    /// `async fn`: it hands back the transport's own future, so the message is not moved
+    /// through one more state machine on every publish.
+    pub(crate) fn send<'a>(
+        &'a self,
+        route: Route<'a>,
+        message: Message,
+        origin: Origin,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
         let message = if self.interceptors.is_empty() {
             message
         } else {
@@ -212,6 +215,6 @@ impl Publisher {
             }
             envelope.into_message()
         };
-        self.transport.publish(route, message, origin).await
+        self.transport.publish(route, message, origin)
     }
 }
