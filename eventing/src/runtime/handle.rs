@@ -144,7 +144,7 @@ impl HandleStack {
 }
 
 /// The text of a panic payload (`&str` or `String`, as `panic!` produces).
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
+pub(super) fn panic_message(payload: &(dyn Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
         .copied()

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Publisher;
+use super::handle::panic_message;
 use crate::message::{HeaderValue, Headers, JSON, Message, header, unix_millis};
 use crate::registry::ordered;
 use crate::request::{
@@ -348,14 +349,10 @@ impl Server {
                 None => Arc::clone(&message),
             };
             let ctx = Context::new(Arc::clone(&self.publisher), for_handler, self.handler_type, delivery.redelivered);
-            let answer = AssertUnwindSafe(self.handler.call(&message, ctx)).catch_unwind().await.unwrap_or_else(|panic| {
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .copied()
-                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                    .unwrap_or("a non-text panic payload");
-                Err(format!("handler panicked: {text}"))
-            });
+            let answer = AssertUnwindSafe(self.handler.call(&message, ctx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(format!("handler panicked: {}", panic_message(panic.as_ref()))));
             match &message.reply_to {
                 Some(reply_to) => self.reply(reply_to, &message, answer).await,
                 None => {
