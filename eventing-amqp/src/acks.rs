@@ -30,6 +30,10 @@ pub(crate) struct AckBatcher {
     /// One flush at a time, so a flush that finds nothing left to take still waits for the
     /// one that is writing the last acks (before the connection closes).
     flushing: tokio::sync::Mutex<()>,
+    /// Held for a whole [`close`](Self::close): the runtime's drop of a subscription and the
+    /// transport's shutdown both close, and the second must not return (letting the
+    /// connection close) while the first still waits for the channel's close-ok.
+    closing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -133,8 +137,9 @@ impl AckBatcher {
     /// Then closes the consumer's channel and waits for the broker's close-ok: a channel
     /// merely dropped is closed by lapin in the background, and when the connection closes
     /// at the same moment lapin logs a connection error ("invalid channel state: Closing")
-    /// on every graceful shutdown.
+    /// on every graceful shutdown. A second call waits until the first has finished.
     pub(crate) async fn close(&self) {
+        let _one_close = self.closing.lock().await;
         self.flush().await;
         let channel = {
             let mut state = self.state();
@@ -231,5 +236,52 @@ impl Settle for BatchedAcker {
                 Err(error) => Err(other("returning a delivery", error)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test broker, or `None` (loudly) on a laptop without one; in CI (`CI` set) a
+    /// missing broker fails the test.
+    async fn connection() -> Option<lapin::Connection> {
+        let url =
+            std::env::var("EVENTING_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        match crate::connect::open(&url, "eventing-amqp acks test").await {
+            Ok(connection) => Some(connection),
+            Err(error) if std::env::var_os("CI").is_some() => panic!("CI must run the RabbitMQ tests: {error}"),
+            Err(error) => {
+                eprintln!("\n!!! SKIPPED: RabbitMQ is not reachable ({error}) !!!\n");
+                None
+            }
+        }
+    }
+
+    /// The runtime's drop of a subscription and the transport's shutdown both close the
+    /// batcher. The second close returned at once while the first still waited for the
+    /// channel's close-ok, so the connection closed under it and lapin logged
+    /// `Connection error error=invalid channel: N` (issue 12).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_second_close_returns_only_once_the_channel_is_closed() {
+        let Some(connection) = connection().await else { return };
+        let channel = connection.create_channel().await.expect("a channel");
+        let batcher = Arc::new(AckBatcher::default());
+        assert!(batcher.consuming_on(channel.clone(), 1).is_some());
+
+        let first = tokio::spawn({
+            let batcher = Arc::clone(&batcher);
+            async move { batcher.close().await }
+        });
+        // On this one thread the first close runs until it waits for the close-ok.
+        tokio::task::yield_now().await;
+        assert!(channel.status().closing(), "the first close has sent channel.close");
+
+        batcher.close().await;
+        let status = channel.status();
+        let closed = !status.connected() && !status.closing();
+        first.await.expect("the first close");
+        connection.close(200, "test done".into()).await.expect("closing the connection");
+        assert!(closed, "the second close returned while the channel was still closing");
     }
 }
