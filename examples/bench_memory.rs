@@ -4,15 +4,28 @@
 //! consumer that decodes them (no routing, no acks, no metadata: the floor of any in-process
 //! event bus).
 //!
+//! The global allocator counts heap allocations: each side reports its allocations per event.
+//!
 //! `cargo run --release --example bench_memory [-- --messages N]`
 
+use std::alloc::System;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
 use serde::{Deserialize, Serialize};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tokio::sync::Notify;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Heap allocations so far (reallocations included).
+fn allocations() -> usize {
+    let stats = GLOBAL.stats();
+    stats.allocations + stats.reallocations
+}
 
 /// A small event (about 60 bytes of JSON).
 #[event(name = "bench.tick")]
@@ -60,8 +73,9 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 /// The reference: serde_json bodies through a bounded `mpsc` channel, publisher and
-/// consumer on spawned tasks. Returns messages per second, end to end.
-async fn bare_channel(messages: u64) -> Result<f64, Box<dyn std::error::Error>> {
+/// consumer on spawned tasks. Returns messages per second, end to end, and allocations.
+async fn bare_channel(messages: u64) -> Result<(f64, usize), Box<dyn std::error::Error>> {
+    let allocations_before = allocations();
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
     let started = Instant::now();
     let consumer = tokio::spawn(async move {
@@ -86,7 +100,7 @@ async fn bare_channel(messages: u64) -> Result<f64, Box<dyn std::error::Error>> 
     publisher.await??;
     let received = consumer.await??;
     assert_eq!(received, messages, "the reference consumer saw every message");
-    Ok(messages as f64 / started.elapsed().as_secs_f64())
+    Ok((messages as f64 / started.elapsed().as_secs_f64(), allocations() - allocations_before))
 }
 
 fn messages_from_args() -> u64 {
@@ -111,6 +125,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let done = progress.done.notified();
     tokio::pin!(done);
     done.as_mut().enable();
+    let allocations_before = allocations();
     let started = Instant::now();
     // The publisher runs as a task on the runtime's two workers, beside the consumer.
     let publisher = tokio::spawn({
@@ -126,11 +141,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let published = publisher.await??;
     done.await;
     let elapsed = started.elapsed();
+    let allocated = allocations() - allocations_before;
     bus.shutdown().await?;
     let peak = peak_rss_kib();
     // The reference runs second, on the same runtime, so that its allocations do not
     // change the allocator's state under eventing's run.
-    let reference = bare_channel(messages).await?;
+    let (reference, reference_allocated) = bare_channel(messages).await?;
 
     let per_second = |seconds: f64| (messages as f64 / seconds) as u64;
     println!("messages={messages}");
@@ -139,6 +155,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("elapsed_ms={}", elapsed.as_millis());
     println!("reference_msgs_per_s={}", reference as u64);
     println!("ratio_to_bare_channel={:.2}", messages as f64 / elapsed.as_secs_f64() / reference);
+    println!("allocations_per_event={:.2}", allocated as f64 / messages as f64);
+    println!("reference_allocations_per_event={:.2}", reference_allocated as f64 / messages as f64);
     if let (Some(before), Some(peak)) = (rss_before, peak) {
         println!("peak_rss_kib={peak} (at start {before})");
     }
