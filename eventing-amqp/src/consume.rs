@@ -16,7 +16,7 @@ use lapin::{Channel, Consumer};
 use tokio::sync::mpsc;
 
 use crate::acks::{AckBatcher, BatchedAcker};
-use crate::convert;
+use crate::convert::{self, Repeats};
 use crate::link::{Restore, Resume, Session};
 use crate::rescue::{self, Target};
 use crate::util::{lock, other};
@@ -144,10 +144,12 @@ struct Pump {
 
 impl Pump {
     async fn run(self, mut consumer: Consumer, session: Weak<Session>) {
+        let mut repeats = Repeats::default();
         while let Some(next) = consumer.next().await {
             match next {
                 Ok(delivery) => {
-                    if self.sender.send(Ok(convert_delivery(delivery, &self.acks, self.generation))).is_err() {
+                    let delivery = convert_delivery(delivery, &self.acks, self.generation, &mut repeats);
+                    if self.sender.send(Ok(delivery)).is_err() {
                         return;
                     }
                 }
@@ -171,13 +173,19 @@ impl Pump {
     }
 }
 
-fn convert_delivery(delivery: lapin::message::Delivery, acks: &Arc<AckBatcher>, generation: u64) -> Delivery {
-    let message = convert::message(delivery.data, &delivery.properties, delivery.routing_key.as_str());
+fn convert_delivery(
+    delivery: lapin::message::Delivery,
+    acks: &Arc<AckBatcher>,
+    generation: u64,
+    repeats: &mut Repeats,
+) -> Delivery {
+    let message =
+        convert::message_repeating(delivery.data, &delivery.properties, delivery.routing_key.as_str(), repeats);
     acks.delivered(delivery.delivery_tag, generation);
     Delivery {
         message: Arc::new(message),
-        exchange: delivery.exchange.as_str().into(),
-        routing_key: delivery.routing_key.as_str().into(),
+        exchange: repeats.exchange(delivery.exchange.as_str()),
+        routing_key: repeats.routing_key(delivery.routing_key.as_str()),
         redelivered: delivery.redelivered,
         acker: Acker::new(
             Arc::new(BatchedAcker::new(Arc::clone(acks), generation, delivery.acker)),

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use eventing::message::{HeaderValue, Headers, Message, header};
+use eventing::message::{HeaderValue, Headers, JSON, Message, header};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
@@ -56,8 +56,47 @@ pub(crate) fn properties(message: &Message) -> BasicProperties {
     properties
 }
 
+/// Values that repeat from one delivery of a consumer to the next, kept so each is
+/// allocated once rather than per delivery.
+#[derive(Default)]
+pub(crate) struct Repeats {
+    app_id: Option<Arc<str>>,
+    exchange: Option<Arc<str>>,
+    routing_key: Option<Arc<str>>,
+}
+
+impl Repeats {
+    /// The exchange a delivery came through, shared with the previous delivery's.
+    pub(crate) fn exchange(&mut self, text: &str) -> Arc<str> {
+        shared(&mut self.exchange, text)
+    }
+
+    /// The routing key of a delivery, shared with the previous delivery's.
+    pub(crate) fn routing_key(&mut self, text: &str) -> Arc<str> {
+        shared(&mut self.routing_key, text)
+    }
+}
+
+/// `text` as an `Arc<str>`: the one in `seen` when it holds the same text.
+fn shared(seen: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
+    match seen {
+        Some(seen) if seen.as_ref() == text => Arc::clone(seen),
+        _ => Arc::clone(seen.insert(Arc::from(text))),
+    }
+}
+
 /// The message carried by an AMQP delivery (from us or from any other AMQP client).
 pub(crate) fn message(body: Vec<u8>, properties: &BasicProperties, routing_key: &str) -> Message {
+    message_repeating(body, properties, routing_key, &mut Repeats::default())
+}
+
+/// [`message`], for one of a consumer's deliveries: what repeats is taken from `repeats`.
+pub(crate) fn message_repeating(
+    body: Vec<u8>,
+    properties: &BasicProperties,
+    routing_key: &str,
+    repeats: &mut Repeats,
+) -> Message {
     let mut headers = Headers::new();
     let mut causation_id = None;
     let mut attempt = 1;
@@ -78,8 +117,8 @@ pub(crate) fn message(body: Vec<u8>, properties: &BasicProperties, routing_key: 
     let correlation_id = properties
         .correlation_id()
         .as_ref()
-        .map(ShortString::to_string)
-        .filter(|correlation| *correlation != message_id);
+        .filter(|correlation| correlation.as_str() != message_id)
+        .map(ShortString::to_string);
     Message {
         body,
         message_id,
@@ -89,9 +128,12 @@ pub(crate) fn message(body: Vec<u8>, properties: &BasicProperties, routing_key: 
         event_type: Cow::Owned(
             properties.kind().as_ref().map_or_else(|| routing_key.to_owned(), ShortString::to_string),
         ),
-        content_type: properties.content_type().as_ref().map(|content_type| Cow::Owned(content_type.to_string())),
+        content_type: properties.content_type().as_ref().map(|content_type| match content_type.as_str() {
+            JSON => Cow::Borrowed(JSON),
+            other => Cow::Owned(other.to_owned()),
+        }),
         timestamp: properties.timestamp().map_or(UNIX_EPOCH, |seconds| UNIX_EPOCH + Duration::from_secs(seconds)),
-        app_id: properties.app_id().as_ref().map(|app_id| Arc::from(app_id.as_str())),
+        app_id: properties.app_id().as_ref().map(|app_id| shared(&mut repeats.app_id, app_id.as_str())),
         persistent: *properties.delivery_mode() == Some(PERSISTENT),
         attempt,
         headers,
@@ -138,5 +180,34 @@ fn text(value: &AMQPValue) -> Option<String> {
         AMQPValue::ShortString(text) => Some(text.to_string()),
         AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivered(message_id: &str, correlation_id: &str) -> BasicProperties {
+        BasicProperties::default()
+            .with_message_id(message_id.into())
+            .with_correlation_id(correlation_id.into())
+            .with_content_type(JSON.into())
+            .with_app_id("shop@1".into())
+    }
+
+    #[test]
+    fn what_repeats_across_a_consumers_deliveries_is_shared_not_copied() {
+        let mut repeats = Repeats::default();
+        let first = message_repeating(b"{}".to_vec(), &delivered("a", "a"), "shop.order_placed", &mut repeats);
+        let second = message_repeating(b"{}".to_vec(), &delivered("b", "a"), "shop.order_placed", &mut repeats);
+        let (Some(first_app), Some(second_app)) = (&first.app_id, &second.app_id) else { panic!("app ids") };
+        assert!(Arc::ptr_eq(first_app, second_app), "one app id for both");
+        assert!(matches!(first.content_type, Some(Cow::Borrowed(JSON))));
+        assert_eq!(first.correlation_id, None, "a chain's first message is its own correlation");
+        assert_eq!(second.correlation_id.as_deref(), Some("a"));
+        assert!(Arc::ptr_eq(&repeats.routing_key("shop.order_placed"), &repeats.routing_key("shop.order_placed")));
+        let other =
+            message_repeating(b"{}".to_vec(), &delivered("c", "c").with_app_id("crm@2".into()), "x", &mut repeats);
+        assert_eq!(other.app_id.as_deref(), Some("crm@2"));
     }
 }
