@@ -78,8 +78,8 @@ impl Envelope {
     }
 
     /// Sets a header on the outgoing message. Names starting with `x-eventing-` are
-    /// eventing's own: setting one is refused and logged as an error, the message is sent
-    /// without it.
+    /// eventing's own, and names longer than 255 bytes do not fit AMQP: setting one is
+    /// refused and logged as an error, the message is sent without it.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<HeaderValue>) {
         let name = name.into();
         if is_reserved_header(&name) {
@@ -88,6 +88,10 @@ impl Envelope {
                 event = %self.event_name(),
                 "an interceptor tried to set a reserved header (x-eventing-*); it is not set"
             );
+            return;
+        }
+        if let Err(reason) = crate::naming::check_length(&name) {
+            tracing::error!(event = %self.event_name(), %reason, "an interceptor tried to set a header whose name is too long; it is not set");
             return;
         }
         let message = match &mut self.message {

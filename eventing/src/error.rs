@@ -170,6 +170,14 @@ pub enum Error {
         /// The header name.
         name: String,
     },
+    /// A header given to `publish_with` cannot be sent.
+    #[error("header `{name}` cannot be sent: {reason}; nothing was sent")]
+    InvalidHeader {
+        /// The header name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The broker did not confirm a publish.
     #[error("publishing `{event}` failed: {source}")]
     Publish {

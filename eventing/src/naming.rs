@@ -28,6 +28,7 @@ pub fn check_event_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("it is empty".into());
     }
+    check_length(name)?;
     for word in name.split('.') {
         if word.is_empty() {
             return Err("it has an empty dot-separated word".into());
@@ -51,6 +52,7 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
     if pattern.is_empty() {
         return Err("it is empty; `#` matches every event".into());
     }
+    check_length(pattern)?;
     for word in pattern.split('.') {
         match word {
             "*" | "#" => {}
@@ -60,6 +62,23 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
             }
             word => check_word(word)?,
         }
+    }
+    Ok(())
+}
+
+/// The longest event name, pattern, queue name or header name, in bytes: AMQP carries
+/// them in short strings.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Checks that `name` fits an AMQP short string.
+///
+/// ```
+/// assert!(eventing::naming::check_length("billing.invoice_paid").is_ok());
+/// assert!(eventing::naming::check_length(&"x".repeat(256)).is_err());
+/// ```
+pub fn check_length(name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!("it is {} bytes long; at most {MAX_NAME_BYTES} fit AMQP's short strings", name.len()));
     }
     Ok(())
 }
@@ -74,6 +93,7 @@ pub fn check_word(word: &str) -> Result<(), String> {
     if word.is_empty() {
         return Err("it is empty".into());
     }
+    check_length(word)?;
     match word.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
         Some('*' | '#') => Err("wildcards `*` and `#` are only for bindings".into()),
         Some(c) if c.is_whitespace() => Err("it contains white space".into()),

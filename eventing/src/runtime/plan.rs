@@ -146,6 +146,9 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
         let retry = file.apply(info.retry.apply(config.retry));
         let retry_queues: Vec<(Duration, String)> =
             retry.delays().into_iter().map(|delay| (delay, naming::retry_queue(&queue.name, delay))).collect();
+        for name in [&queue.name, &dead_letter.name].into_iter().chain(retry_queues.iter().map(|(_, name)| name)) {
+            check(naming::check_length(name), "queue", name, info.rust_type)?;
+        }
         topology.queues.push(queue.clone());
         topology.queues.push(dead_letter.clone());
         for (delay, name) in &retry_queues {

@@ -44,6 +44,9 @@ pub(crate) fn extra_headers<K: Into<String>, V: Into<HeaderValue>>(
         if is_reserved_header(&name) {
             return Err(Error::ReservedHeader { name });
         }
+        if let Err(reason) = naming::check_length(&name) {
+            return Err(Error::InvalidHeader { name, reason });
+        }
         extra.insert(name, value.into());
     }
     Ok(extra)
