@@ -4,27 +4,38 @@
 //! consumer that decodes them (no routing, no acks, no metadata: the floor of any in-process
 //! event bus).
 //!
-//! The global allocator counts heap allocations: each side reports its allocations per event.
+//! With `--features count-allocations` the global allocator counts heap allocations and
+//! each side reports its allocations per event. The count is kept out of timed runs by
+//! default: its shared atomic counters, hit by both workers, slow both sides.
 //!
-//! `cargo run --release --example bench_memory [-- --messages N]`
+//! `cargo run --release --example bench_memory [--features count-allocations] [-- --messages N]`
 
-use std::alloc::System;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
 use serde::{Deserialize, Serialize};
-use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 use tokio::sync::Notify;
 
+#[cfg(feature = "count-allocations")]
 #[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
-/// Heap allocations so far (reallocations included).
-fn allocations() -> usize {
-    let stats = GLOBAL.stats();
-    stats.allocations + stats.reallocations
+/// Heap allocations so far (reallocations included); `None` without the counting allocator.
+fn allocations() -> Option<usize> {
+    #[cfg(feature = "count-allocations")]
+    {
+        let stats = GLOBAL.stats();
+        Some(stats.allocations + stats.reallocations)
+    }
+    #[cfg(not(feature = "count-allocations"))]
+    None
+}
+
+/// Allocations since `before`, per event.
+fn per_event(before: Option<usize>, messages: u64) -> Option<f64> {
+    Some((allocations()? - before?) as f64 / messages as f64)
 }
 
 /// A small event (about 60 bytes of JSON).
@@ -74,7 +85,7 @@ fn peak_rss_kib() -> Option<u64> {
 
 /// The reference: serde_json bodies through a bounded `mpsc` channel, publisher and
 /// consumer on spawned tasks. Returns messages per second, end to end, and allocations.
-async fn bare_channel(messages: u64) -> Result<(f64, usize), Box<dyn std::error::Error>> {
+async fn bare_channel(messages: u64) -> Result<(f64, Option<f64>), Box<dyn std::error::Error>> {
     let allocations_before = allocations();
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(1024);
     let started = Instant::now();
@@ -100,7 +111,7 @@ async fn bare_channel(messages: u64) -> Result<(f64, usize), Box<dyn std::error:
     publisher.await??;
     let received = consumer.await??;
     assert_eq!(received, messages, "the reference consumer saw every message");
-    Ok((messages as f64 / started.elapsed().as_secs_f64(), allocations() - allocations_before))
+    Ok((messages as f64 / started.elapsed().as_secs_f64(), per_event(allocations_before, messages)))
 }
 
 fn messages_from_args() -> u64 {
@@ -141,7 +152,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let published = publisher.await??;
     done.await;
     let elapsed = started.elapsed();
-    let allocated = allocations() - allocations_before;
+    let allocated = per_event(allocations_before, messages);
     bus.shutdown().await?;
     let peak = peak_rss_kib();
     // The reference runs second, on the same runtime, so that its allocations do not
@@ -155,8 +166,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("elapsed_ms={}", elapsed.as_millis());
     println!("reference_msgs_per_s={}", reference as u64);
     println!("ratio_to_bare_channel={:.2}", messages as f64 / elapsed.as_secs_f64() / reference);
-    println!("allocations_per_event={:.2}", allocated as f64 / messages as f64);
-    println!("reference_allocations_per_event={:.2}", reference_allocated as f64 / messages as f64);
+    if let (Some(allocated), Some(reference_allocated)) = (allocated, reference_allocated) {
+        println!("allocations_per_event={allocated:.2}");
+        println!("reference_allocations_per_event={reference_allocated:.2}");
+    }
     if let (Some(before), Some(peak)) = (rss_before, peak) {
         println!("peak_rss_kib={peak} (at start {before})");
     }
