@@ -99,7 +99,7 @@ impl Session {
         generation: u64,
         trouble: Weak<Notify>,
     ) -> Result<Arc<Self>, TransportError> {
-        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect::open(url, &options.connection_name)).await
+        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect::open(url, &options.connection_name, options)).await
         {
             Ok(connection) => connection?,
             Err(_) => {
