@@ -245,6 +245,7 @@ mod tests {
 
     /// The test broker, or `None` (loudly) on a laptop without one; in CI (`CI` set) a
     /// missing broker fails the test.
+    #[allow(clippy::print_stderr)] // the loud skip message, as every broker test prints it
     async fn connection() -> Option<lapin::Connection> {
         let url =
             std::env::var("EVENTING_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
