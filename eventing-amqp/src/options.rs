@@ -98,7 +98,7 @@ impl AmqpOptions {
     /// `EVENTING_AMQP_CA_FILE` (a PEM bundle), a client identity as
     /// `EVENTING_AMQP_CLIENT_CERT_FILE` with `EVENTING_AMQP_CLIENT_KEY_FILE` (PEM), or as
     /// `EVENTING_AMQP_CLIENT_PKCS12_FILE` with `EVENTING_AMQP_CLIENT_PKCS12_PASSWORD`; for
-    /// transports selected by URL. Empty variables count as unset.
+    /// transports selected by URL. An empty TLS variable counts as unset.
     pub fn from_env() -> Result<Self, String> {
         let mut options = Self::default();
         if let Ok(value) = std::env::var("EVENTING_AMQP_QUEUE_TYPE") {
@@ -141,12 +141,16 @@ impl AmqpOptions {
                 password: std::env::var("EVENTING_AMQP_CLIENT_PKCS12_PASSWORD").unwrap_or_default(),
             }),
             (Some(_), None, None) | (None, Some(_), None) => {
-                return Err("EVENTING_AMQP_CLIENT_CERT_FILE and EVENTING_AMQP_CLIENT_KEY_FILE go together: set both".into());
+                return Err(
+                    "EVENTING_AMQP_CLIENT_CERT_FILE and EVENTING_AMQP_CLIENT_KEY_FILE go together: set both".into()
+                );
             }
             (_, _, Some(_)) => {
-                return Err("EVENTING_AMQP_CLIENT_PKCS12_FILE and EVENTING_AMQP_CLIENT_CERT_FILE/KEY_FILE are two ways to \
+                return Err(
+                    "EVENTING_AMQP_CLIENT_PKCS12_FILE and EVENTING_AMQP_CLIENT_CERT_FILE/KEY_FILE are two ways to \
                             give one client identity: set one of them"
-                    .into());
+                        .into(),
+                );
             }
         };
         Ok(options)

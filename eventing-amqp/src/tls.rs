@@ -87,10 +87,9 @@ pub(crate) fn load(ca_file: Option<&Path>, identity: Option<&ClientIdentity>) ->
             pem: pem_text("client certificate", cert_file)?.into_bytes(),
             key: pem_text("client key", key_file)?.into_bytes(),
         }),
-        Some(ClientIdentity::Pkcs12 { file, password }) => Some(OwnedIdentity::PKCS12 {
-            der: read("client PKCS#12 archive", file)?,
-            password: password.clone(),
-        }),
+        Some(ClientIdentity::Pkcs12 { file, password }) => {
+            Some(OwnedIdentity::PKCS12 { der: read("client PKCS#12 archive", file)?, password: password.clone() })
+        }
     };
     Ok(OwnedTLSConfig { identity, cert_chain })
 }
@@ -134,7 +133,8 @@ mod tests {
     #[test]
     fn pem_files_and_an_archive_become_lapins_settings() {
         let pem = b"-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
-        let (ca, cert, key, archive) = (file("ca.pem", pem), file("c.pem", pem), file("k.pem", pem), file("a.p12", b"\x30"));
+        let (ca, cert, key, archive) =
+            (file("ca.pem", pem), file("c.pem", pem), file("k.pem", pem), file("a.p12", b"\x30"));
         let from_pem = load(Some(&ca), Some(&ClientIdentity::Pem { cert_file: cert.clone(), key_file: key.clone() }));
         let from_archive = load(None, Some(&ClientIdentity::Pkcs12 { file: archive.clone(), password: "pw".into() }));
         for path in [&ca, &cert, &key, &archive] {

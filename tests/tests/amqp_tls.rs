@@ -109,7 +109,10 @@ async fn a_missing_ca_file_is_named() {
 async fn the_broker_sees_the_client_certificate() {
     let Some(broker) = reachable_tls_broker() else { return };
     let identities = [
-        ("pem", Some(ClientIdentity::Pem { cert_file: broker.file("client.pem"), key_file: broker.file("client.key") })),
+        (
+            "pem",
+            Some(ClientIdentity::Pem { cert_file: broker.file("client.pem"), key_file: broker.file("client.key") }),
+        ),
         ("pkcs12", Some(ClientIdentity::Pkcs12 { file: broker.file("client.p12"), password: "eventing".into() })),
         ("none", None),
     ];
