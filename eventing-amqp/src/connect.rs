@@ -2,8 +2,8 @@
 
 use eventing::transport::{TransportError, redact_url};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
-use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::tcp::OwnedTLSConfig;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties, ErrorKind};
 
 use crate::options::AmqpOptions;
@@ -12,7 +12,11 @@ use crate::tls::TlsError;
 /// Opens one connection, with `options`' TLS settings for `amqps://`. Fails at once (no
 /// retry) with an error naming the host, port, vhost, user or certificate at fault; the URL's
 /// password is never shown.
-pub(crate) async fn open(url: &str, connection_name: &str, options: &AmqpOptions) -> Result<Connection, TransportError> {
+pub(crate) async fn open(
+    url: &str,
+    connection_name: &str,
+    options: &AmqpOptions,
+) -> Result<Connection, TransportError> {
     let uri: AMQPUri = url.parse().map_err(|reason| TransportError::Connect {
         url: redact_url(url),
         reason: format!("not an AMQP URL: {reason}"),
@@ -40,10 +44,10 @@ fn connect_error(url: &str, uri: &AMQPUri, error: &lapin::Error) -> TransportErr
     let port = uri.authority.port;
     let user = &uri.authority.userinfo.username;
     let vhost = &uri.vhost;
-    if let ErrorKind::IOError(io) = error.kind() {
-        if let Some(reason) = certificate_problem(uri, io) {
-            return TransportError::Connect { url: redact_url(url), reason };
-        }
+    if let ErrorKind::IOError(io) = error.kind()
+        && let Some(reason) = certificate_problem(uri, io)
+    {
+        return TransportError::Connect { url: redact_url(url), reason };
     }
     let reason = match error.kind() {
         ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {

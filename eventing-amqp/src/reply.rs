@@ -69,10 +69,11 @@ impl Replies {
     /// The live channel, opened on first use and after a loss.
     async fn channel(&self) -> Result<Arc<ReplyChannel>, TransportError> {
         let mut current = self.current.lock().await;
-        if let Some(channel) = current.as_ref() {
-            if channel.alive.load(Ordering::Acquire) && channel.channel.status().connected() {
-                return Ok(Arc::clone(channel));
-            }
+        if let Some(channel) = current.as_ref()
+            && channel.alive.load(Ordering::Acquire)
+            && channel.channel.status().connected()
+        {
+            return Ok(Arc::clone(channel));
         }
         let connection = crate::connect::open(&self.url, &self.connection_name, &self.options).await?;
         let channel = connection.create_channel().await.map_err(|error| other("opening the request channel", error))?;

@@ -165,10 +165,10 @@ impl AmqpTransport {
                     if queue.role == QueueRole::DeadLetter && plan.dead_letter.is_none() {
                         plan.dead_letter = Some(queue.name.clone());
                     }
-                    if queue.lifetime != QueueLifetime::Exclusive {
-                        if let Some(own) = plan.own.as_mut() {
-                            own.queues.push(queue.clone());
-                        }
+                    if queue.lifetime != QueueLifetime::Exclusive
+                        && let Some(own) = plan.own.as_mut()
+                    {
+                        own.queues.push(queue.clone());
                     }
                 }
                 shared.queues.push(queue.clone());
