@@ -109,14 +109,15 @@ EOF
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none" \
         ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}" \
         /usr/lib/rabbitmq/bin/rabbitmq-server >"$DIR/log/console.log" 2>&1 &
-    for _ in $(seq 1 60); do
-        if ctl await_startup --timeout 120 >/dev/null 2>&1; then
-            if (exec 3<>"/dev/tcp/127.0.0.1/$TLS_PORT") 2>/dev/null; then
-                echo "TLS broker up: $(url) (certificates in $CERTS)"
-                return 0
-            fi
+    # RabbitMQ opens its listeners last in its boot: an open TLS port means the node is up.
+    # (Polling the port, not `rabbitmqctl await_startup`: each rabbitmqctl call boots an
+    # Erlang VM of its own, seconds on a busy machine.)
+    for _ in $(seq 1 240); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$TLS_PORT") 2>/dev/null; then
+            echo "TLS broker up: $(url) (certificates in $CERTS)"
+            return 0
         fi
-        sleep 1
+        sleep 0.25
     done
     echo "tls-broker.sh: $NODE@localhost did not start or does not listen on $TLS_PORT; see $DIR/log" >&2
     return 1
