@@ -249,7 +249,7 @@ mod tests {
     async fn connection() -> Option<lapin::Connection> {
         let url =
             std::env::var("EVENTING_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-        match crate::connect::open(&url, "eventing-amqp acks test").await {
+        match crate::connect::open(&url, "eventing-amqp acks test", &crate::AmqpOptions::default()).await {
             Ok(connection) => Some(connection),
             Err(error) if std::env::var_os("CI").is_some() => panic!("CI must run the RabbitMQ tests: {error}"),
             Err(error) => {

@@ -54,7 +54,7 @@ impl AmqpTransport {
     /// A short-lived lenient reader on a connection of its own.
     async fn raw_client(&self) -> Result<RawClient, TransportError> {
         let name = format!("{} (operator)", self.link.options.connection_name);
-        RawClient::open(self.link.url(), &name)
+        RawClient::open(self.link.url(), &name, &self.link.options)
             .await
             .map_err(|error| TransportError::Connect { url: redact_url(self.link.url()), reason: error.to_string() })
     }

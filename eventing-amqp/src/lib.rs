@@ -41,8 +41,14 @@
 //!   and fails over to the next node with jittered backoff; durable queues are then quorum
 //!   queues (see [`QueueType`]).
 //!
-//! For settings the URL cannot carry (queue type, publish timeout) connect in code with
-//! [`AmqpTransport::connect`] and hand it to `eventing::builder().transport(...)`.
+//! - speaks TLS on `amqps://` URLs, with peer verification: the platform's certificate
+//!   authorities plus [`AmqpOptions::ca_file`], and a [`ClientIdentity`] for brokers that ask
+//!   for a client certificate. The TLS library is a cargo feature: `rustls-aws-lc` (the
+//!   default), `rustls-ring` or `native-tls`.
+//!
+//! For settings the URL cannot carry (queue type, publish timeout, TLS files) connect in code
+//! with [`AmqpTransport::connect`] and hand it to `eventing::builder().transport(...)`, or set
+//! them in the environment (see [`AmqpOptions::from_env`]).
 #![warn(missing_docs, unreachable_pub)]
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -61,12 +67,14 @@ mod publish;
 mod raw;
 mod reply;
 mod rescue;
+mod tls;
 mod topology;
 mod transport;
 mod util;
 
 pub use admin::UNREADABLE;
 pub use options::{AmqpOptions, QueueType};
+pub use tls::{ClientIdentity, TlsError};
 pub use transport::AmqpTransport;
 
 inventory::submit! {

@@ -99,16 +99,16 @@ impl Session {
         generation: u64,
         trouble: Weak<Notify>,
     ) -> Result<Arc<Self>, TransportError> {
-        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connect::open(url, &options.connection_name)).await
-        {
-            Ok(connection) => connection?,
-            Err(_) => {
-                return Err(TransportError::Connect {
-                    url: eventing::transport::redact_url(url),
-                    reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
-                });
-            }
-        };
+        let connection =
+            match tokio::time::timeout(CONNECT_TIMEOUT, connect::open(url, &options.connection_name, options)).await {
+                Ok(connection) => connection?,
+                Err(_) => {
+                    return Err(TransportError::Connect {
+                        url: eventing::transport::redact_url(url),
+                        reason: format!("no answer within {CONNECT_TIMEOUT:?}"),
+                    });
+                }
+            };
         let events = connection.events_listener();
         let mut channels = Vec::with_capacity(publish_channels);
         for _ in 0..publish_channels {
@@ -592,7 +592,7 @@ async fn supervise(link: Weak<Link>) {
                 }
             }
             drop(link);
-            if attempt % u32::try_from(endpoint_count).unwrap_or(u32::MAX) == 0 {
+            if attempt.is_multiple_of(u32::try_from(endpoint_count).unwrap_or(u32::MAX)) {
                 // A whole round of nodes failed: back off before the next round.
                 tokio::time::sleep(backoff.after_failure()).await;
             }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use eventing::transport::{BoxFuture, Lock, QueueLifetime, QueueRole, QueueSpec, TransportError};
 use lapin::{Channel, Connection};
 
-use crate::options::QueueType;
+use crate::options::{AmqpOptions, QueueType};
 use crate::util::{lock, other};
 use crate::{connect, topology};
 
@@ -25,18 +25,19 @@ pub(crate) struct AmqpLock {
     spec: QueueSpec,
 }
 
-/// Takes the lock `name` on a new connection named `<connection_name> lock <name>`, to the
-/// first of `endpoints` (a cluster's nodes, in this process's order) that answers:
+/// Takes the lock `name` on a new connection named `<connection name> lock <name>` (with
+/// `options`' name and TLS settings), to the first of `endpoints` (a cluster's nodes, in this
+/// process's order) that answers:
 /// `Ok(None)` when another connection owns it. An exclusive queue is exclusive cluster-wide.
 pub(crate) async fn try_lock(
     endpoints: &[String],
-    connection_name: &str,
+    options: &AmqpOptions,
     name: &str,
 ) -> Result<Option<Box<dyn Lock>>, TransportError> {
-    let connection_name = format!("{connection_name} lock {name}");
+    let connection_name = format!("{} lock {name}", options.connection_name);
     let mut opened = Err(TransportError::Closed);
     for endpoint in endpoints {
-        opened = connect::open(endpoint, &connection_name).await;
+        opened = connect::open(endpoint, &connection_name, options).await;
         if opened.is_ok() {
             break;
         }

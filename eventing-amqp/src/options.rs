@@ -1,6 +1,9 @@
 //! Settings of the RabbitMQ transport.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::tls::{self, ClientIdentity, TlsError};
 
 /// How durable queues are declared.
 ///
@@ -42,6 +45,12 @@ impl QueueType {
 /// let options = eventing_amqp::AmqpOptions {
 ///     queue_type: eventing_amqp::QueueType::Quorum,
 ///     publish_timeout: Duration::from_secs(10),
+///     // For `amqps://`: a private CA, and a client certificate for brokers that ask for one.
+///     ca_file: Some("/etc/eventing/rabbitmq-ca.pem".into()),
+///     client_identity: Some(eventing_amqp::ClientIdentity::Pem {
+///         cert_file: "/etc/eventing/client.pem".into(),
+///         key_file: "/etc/eventing/client.key".into(),
+///     }),
 ///     ..Default::default()
 /// };
 /// # let _ = options;
@@ -60,6 +69,12 @@ pub struct AmqpOptions {
     /// With several endpoints in the URL: try them in an order shuffled once per process
     /// (the default, so processes spread over the nodes), or in the order written (`false`).
     pub shuffle_endpoints: bool,
+    /// For `amqps://`: a PEM bundle of certificate authorities to trust besides the
+    /// platform's (a private CA that signed the broker's certificate). Unused by `amqp://`.
+    pub ca_file: Option<PathBuf>,
+    /// For `amqps://`: the certificate to present to a broker that asks for one. Unused by
+    /// `amqp://`.
+    pub client_identity: Option<ClientIdentity>,
 }
 
 impl Default for AmqpOptions {
@@ -70,14 +85,20 @@ impl Default for AmqpOptions {
             publish_channels: 1,
             publish_timeout: Duration::from_secs(60),
             shuffle_endpoints: true,
+            ca_file: None,
+            client_identity: None,
         }
     }
 }
 
 impl AmqpOptions {
     /// Defaults, overridden by `EVENTING_AMQP_QUEUE_TYPE` (`auto`, `classic` or `quorum`),
-    /// `EVENTING_AMQP_PUBLISH_TIMEOUT_SECS` and `EVENTING_AMQP_SHUFFLE_ENDPOINTS` (`false` to
-    /// try a cluster's nodes in the order written), for transports selected by URL.
+    /// `EVENTING_AMQP_PUBLISH_TIMEOUT_SECS`, `EVENTING_AMQP_SHUFFLE_ENDPOINTS` (`false` to
+    /// try a cluster's nodes in the order written), and the TLS settings:
+    /// `EVENTING_AMQP_CA_FILE` (a PEM bundle), a client identity as
+    /// `EVENTING_AMQP_CLIENT_CERT_FILE` with `EVENTING_AMQP_CLIENT_KEY_FILE` (PEM), or as
+    /// `EVENTING_AMQP_CLIENT_PKCS12_FILE` with `EVENTING_AMQP_CLIENT_PKCS12_PASSWORD`; for
+    /// transports selected by URL. An empty TLS variable counts as unset.
     pub fn from_env() -> Result<Self, String> {
         let mut options = Self::default();
         if let Ok(value) = std::env::var("EVENTING_AMQP_QUEUE_TYPE") {
@@ -107,6 +128,41 @@ impl AmqpOptions {
                 }
             };
         }
+        options.ca_file = path_var("EVENTING_AMQP_CA_FILE");
+        options.client_identity = match (
+            path_var("EVENTING_AMQP_CLIENT_CERT_FILE"),
+            path_var("EVENTING_AMQP_CLIENT_KEY_FILE"),
+            path_var("EVENTING_AMQP_CLIENT_PKCS12_FILE"),
+        ) {
+            (None, None, None) => None,
+            (Some(cert_file), Some(key_file), None) => Some(ClientIdentity::Pem { cert_file, key_file }),
+            (None, None, Some(file)) => Some(ClientIdentity::Pkcs12 {
+                file,
+                password: std::env::var("EVENTING_AMQP_CLIENT_PKCS12_PASSWORD").unwrap_or_default(),
+            }),
+            (Some(_), None, None) | (None, Some(_), None) => {
+                return Err(
+                    "EVENTING_AMQP_CLIENT_CERT_FILE and EVENTING_AMQP_CLIENT_KEY_FILE go together: set both".into()
+                );
+            }
+            (_, _, Some(_)) => {
+                return Err(
+                    "EVENTING_AMQP_CLIENT_PKCS12_FILE and EVENTING_AMQP_CLIENT_CERT_FILE/KEY_FILE are two ways to \
+                            give one client identity: set one of them"
+                        .into(),
+                );
+            }
+        };
         Ok(options)
     }
+
+    /// The TLS settings in lapin's form, the files read now.
+    pub(crate) fn tls(&self) -> Result<lapin::tcp::OwnedTLSConfig, TlsError> {
+        tls::load(self.ca_file.as_deref(), self.client_identity.as_ref())
+    }
+}
+
+/// A path from the environment; unset or empty is `None`.
+fn path_var(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|value| !value.is_empty()).map(PathBuf::from)
 }

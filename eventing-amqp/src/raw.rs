@@ -21,6 +21,8 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 
 use crate::lenient::{self, ContentHeader};
+use crate::options::AmqpOptions;
+use crate::tls::TlsError;
 use crate::util::lock;
 
 /// How long one read may wait for the broker.
@@ -43,6 +45,12 @@ pub(crate) enum RawError {
     /// The URL is not an AMQP URL.
     #[error("not an AMQP URL: {0}")]
     Url(String),
+    /// The TLS settings could not be used (the error names the file).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The broker's TLS certificate was not accepted (the text says why and what to do).
+    #[error("{0}")]
+    Certificate(String),
     /// Reading from or writing to the broker failed.
     #[error("I/O with the broker failed: {0}")]
     Io(#[from] std::io::Error),
@@ -92,17 +100,23 @@ pub(crate) struct RawConnection {
 }
 
 impl RawConnection {
-    /// Connects, authenticates (PLAIN, or what the URL asks for), opens the vhost and one channel.
-    pub(crate) fn open(url: &str, connection_name: &str) -> Result<Self, RawError> {
+    /// Connects (with `options`' TLS settings for `amqps://`, as lapin's connections),
+    /// authenticates (PLAIN, or what the URL asks for), opens the vhost and one channel.
+    pub(crate) fn open(url: &str, connection_name: &str, options: &AmqpOptions) -> Result<Self, RawError> {
         let uri: AMQPUri = url.parse().map_err(RawError::Url)?;
-        let stream = match uri.connect() {
+        let tls = crate::connect::tls_config(&uri, options)?;
+        let failed = |error: std::io::Error| match crate::connect::certificate_problem(&uri, &error) {
+            Some(reason) => RawError::Certificate(reason),
+            None => RawError::Io(error),
+        };
+        let stream = match uri.connect_with_config(tls.as_ref()) {
             Ok(stream) => stream,
-            Err(HandshakeError::Failure(error)) => return Err(error.into()),
+            Err(HandshakeError::Failure(error)) => return Err(failed(error)),
             Err(HandshakeError::WouldBlock(mut mid)) => loop {
                 match mid.handshake() {
                     Ok(stream) => break stream,
                     Err(HandshakeError::WouldBlock(again)) => mid = again,
-                    Err(HandshakeError::Failure(error)) => return Err(error.into()),
+                    Err(HandshakeError::Failure(error)) => return Err(failed(error)),
                 }
             },
         };
@@ -351,13 +365,14 @@ pub(crate) struct RawClient {
 impl RawClient {
     /// Connects on the blocking pool; with several endpoints in `url`, to the first that
     /// answers.
-    pub(crate) async fn open(url: &str, connection_name: &str) -> Result<Self, RawError> {
+    pub(crate) async fn open(url: &str, connection_name: &str, options: &AmqpOptions) -> Result<Self, RawError> {
         let endpoints = crate::endpoints::split(url);
         let name = connection_name.to_owned();
+        let options = options.clone();
         let connection = blocking(move || {
             let mut last = None;
             for endpoint in &endpoints {
-                match RawConnection::open(endpoint, &name) {
+                match RawConnection::open(endpoint, &name, &options) {
                     Ok(connection) => return Ok(connection),
                     Err(error) => last = Some(error),
                 }

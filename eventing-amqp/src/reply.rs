@@ -21,6 +21,7 @@ use lapin::{Channel, Confirmation, Connection};
 use tokio::sync::oneshot;
 
 use crate::convert;
+use crate::options::AmqpOptions;
 use crate::util::{lock, other};
 
 /// The pseudo-queue of direct reply-to.
@@ -35,6 +36,8 @@ type Waiting = Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>>;
 pub(crate) struct Replies {
     url: String,
     connection_name: String,
+    /// For the TLS settings.
+    options: AmqpOptions,
     current: tokio::sync::Mutex<Option<Arc<ReplyChannel>>>,
 }
 
@@ -59,19 +62,20 @@ impl Drop for Forget<'_> {
 }
 
 impl Replies {
-    pub(crate) fn new(url: String, connection_name: String) -> Self {
-        Self { url, connection_name, current: tokio::sync::Mutex::new(None) }
+    pub(crate) fn new(url: String, connection_name: String, options: AmqpOptions) -> Self {
+        Self { url, connection_name, options, current: tokio::sync::Mutex::new(None) }
     }
 
     /// The live channel, opened on first use and after a loss.
     async fn channel(&self) -> Result<Arc<ReplyChannel>, TransportError> {
         let mut current = self.current.lock().await;
-        if let Some(channel) = current.as_ref() {
-            if channel.alive.load(Ordering::Acquire) && channel.channel.status().connected() {
-                return Ok(Arc::clone(channel));
-            }
+        if let Some(channel) = current.as_ref()
+            && channel.alive.load(Ordering::Acquire)
+            && channel.channel.status().connected()
+        {
+            return Ok(Arc::clone(channel));
         }
-        let connection = crate::connect::open(&self.url, &self.connection_name).await?;
+        let connection = crate::connect::open(&self.url, &self.connection_name, &self.options).await?;
         let channel = connection.create_channel().await.map_err(|error| other("opening the request channel", error))?;
         channel
             .confirm_select(ConfirmSelectOptions::default())

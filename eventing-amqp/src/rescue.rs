@@ -29,6 +29,7 @@ use eventing::message::header;
 use eventing::transport::{TransportError, redact_url};
 use lapin::types::AMQPValue;
 
+use crate::options::AmqpOptions;
 use crate::raw::{Fetched, RawClient, RawConnection, RawError, text};
 
 /// What to rescue: a listener's queue and where its dead letters go.
@@ -38,6 +39,8 @@ pub(crate) struct Target {
     pub(crate) url: String,
     /// The name of the rescue connection, as the management UI shows it.
     pub(crate) connection_name: String,
+    /// For the TLS settings.
+    pub(crate) options: AmqpOptions,
     /// The listener's queue.
     pub(crate) queue: String,
     /// The listener's dead-letter queue.
@@ -56,7 +59,7 @@ pub(crate) async fn dead_letter_unreadable(target: &Target, limit: usize) -> Res
         ),
         source: Box::new(error),
     };
-    let client = RawClient::open(&target.url, &target.connection_name).await.map_err(failed)?;
+    let client = RawClient::open(&target.url, &target.connection_name, &target.options).await.map_err(failed)?;
     let job = target.clone();
     let moved = client.run(move |connection| rescue(connection, &job, limit)).await;
     client.close().await;

@@ -75,7 +75,9 @@ pub struct AmqpTransport {
 
 impl AmqpTransport {
     /// Connects. A wrong host, port, vhost or password fails at once with an error that says
-    /// which (the URL's password is never shown). Later connection losses are healed.
+    /// which (the URL's password is never shown), and so does, for `amqps://`, a broker
+    /// certificate that no trusted authority signed (see [`AmqpOptions::ca_file`]) or a TLS
+    /// file that cannot be read. Later connection losses are healed.
     ///
     /// A cluster's nodes can be listed in the URL's authority, separated by commas:
     /// `amqp://user:pass@host1:5672,host2:5673,host3:5674/vhost`. Every connection (the
@@ -90,6 +92,7 @@ impl AmqpTransport {
         let endpoints = if options.shuffle_endpoints { crate::endpoints::shuffled(listed) } else { listed };
         let name = options.connection_name.clone();
         let publish_channels = options.publish_channels.max(1);
+        let replies = Replies::new(url.to_owned(), format!("{name} requests"), options.clone());
         let link = Link::connect(url, endpoints, cluster, options, publish_channels).await?;
         let endpoint = link.connected_endpoint().map(eventing::transport::redact_url).unwrap_or_default();
         tracing::info!(url = %eventing::transport::redact_url(url), %endpoint, connection = %name, "connected to RabbitMQ");
@@ -99,7 +102,7 @@ impl AmqpTransport {
             acks: Mutex::default(),
             consumer_links: Mutex::default(),
             plans: Mutex::default(),
-            replies: Replies::new(url.to_owned(), format!("{name} requests")),
+            replies,
         })
     }
 
@@ -162,10 +165,10 @@ impl AmqpTransport {
                     if queue.role == QueueRole::DeadLetter && plan.dead_letter.is_none() {
                         plan.dead_letter = Some(queue.name.clone());
                     }
-                    if queue.lifetime != QueueLifetime::Exclusive {
-                        if let Some(own) = plan.own.as_mut() {
-                            own.queues.push(queue.clone());
-                        }
+                    if queue.lifetime != QueueLifetime::Exclusive
+                        && let Some(own) = plan.own.as_mut()
+                    {
+                        own.queues.push(queue.clone());
                     }
                 }
                 shared.queues.push(queue.clone());
@@ -191,6 +194,7 @@ impl AmqpTransport {
         let rescue = Target {
             url: self.link.url().to_owned(),
             connection_name: format!("{connection_name} (rescue)"),
+            options: self.link.options.clone(),
             queue: queue.name.clone(),
             dead_letter_queue: dead_letter.unwrap_or_else(|| format!("{}.{DEAD_LETTER_SUFFIX}", queue.name)),
         };
@@ -269,7 +273,7 @@ impl Transport for AmqpTransport {
         &'a self,
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Box<dyn eventing::transport::Lock>>, TransportError>> {
-        Box::pin(crate::lock::try_lock(self.link.endpoints(), &self.link.options.connection_name, name))
+        Box::pin(crate::lock::try_lock(self.link.endpoints(), &self.link.options, name))
     }
 
     fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {

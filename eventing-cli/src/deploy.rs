@@ -59,7 +59,7 @@ pub(crate) fn print_settings(
 
 fn humantime(duration: std::time::Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
+    if millis.is_multiple_of(1000) { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
 }
 
 fn backoff(backoff: Backoff) -> &'static str {

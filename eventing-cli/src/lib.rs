@@ -362,13 +362,16 @@ fn read_body(argument: &str, console: &mut Console<'_>) -> Result<Vec<u8>, CliEr
     }
 }
 
-/// A connection for the operator commands, to RabbitMQ only.
+/// A connection for the operator commands, to RabbitMQ only, with the settings services
+/// take from the environment (`EVENTING_AMQP_*`: queue type, TLS files, ...).
 async fn connect(url: Option<String>) -> Result<AmqpTransport, CliError> {
     let url = url.ok_or(CliError::NoBroker)?;
     if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
         return Err(CliError::NotAmqp { url: redact_url(&url) });
     }
-    let options = AmqpOptions { connection_name: "eventing-cli".into(), ..AmqpOptions::default() };
+    let from_env =
+        AmqpOptions::from_env().map_err(|reason| TransportError::Connect { url: redact_url(&url), reason })?;
+    let options = AmqpOptions { connection_name: "eventing-cli".into(), ..from_env };
     Ok(AmqpTransport::connect(&url, options).await?)
 }
 

@@ -22,12 +22,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         return Err(errors.fail(syn::Error::new(item_span(&item), wrong_item)));
     };
     match &imp.trait_ {
-        Some((_, path, _))
+        Some((path, _))
             if path
                 .segments
                 .last()
                 .is_some_and(|last| last.ident == "Interceptor" && matches!(last.arguments, PathArguments::None)) => {}
-        Some((_, path, _)) => errors.push(syn::Error::new(path.span(), wrong_item)),
+        Some((path, _)) => errors.push(syn::Error::new(path.span(), wrong_item)),
         None => errors.push(syn::Error::new(imp.self_ty.span(), wrong_item)),
     }
     if !imp.generics.params.is_empty() {

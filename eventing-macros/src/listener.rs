@@ -134,7 +134,7 @@ fn listened_event(imp: &ItemImpl) -> syn::Result<&Type> {
             "#[event_listener] goes on an `impl eventing::Listener<E> for T` block, where E is an #[event] type",
         )
     };
-    let Some((_, path, _)) = &imp.trait_ else {
+    let Some((path, _)) = &imp.trait_ else {
         return Err(wrong(imp.self_ty.span()));
     };
     let Some(last) = path.segments.last().filter(|segment| segment.ident == "Listener") else {
@@ -173,7 +173,7 @@ fn check_on(imp: &mut ItemImpl, errors: &mut Errors) {
             sig.asyncness = Some(syn::Token![async](sig.fn_token.span));
         }
         match sig.inputs.first() {
-            Some(FnArg::Receiver(receiver)) if receiver.reference.is_some() && receiver.mutability.is_none() => {}
+            Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, None)) => {}
             Some(first) => errors.push(syn::Error::new(first.span(), format!("`on` takes `&self`: `{SIGNATURE}`"))),
             None => {
                 errors.push(syn::Error::new(sig.paren_token.span.join(), format!("`on` takes `&self`: `{SIGNATURE}`")))

@@ -26,12 +26,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         return Err(errors.fail(syn::Error::new(item_span(&item), wrong_item)));
     };
     match &imp.trait_ {
-        Some((_, path, _))
+        Some((path, _))
             if path
                 .segments
                 .last()
                 .is_some_and(|last| last.ident == "Recurring" && matches!(last.arguments, PathArguments::None)) => {}
-        Some((_, path, _)) => errors.push(syn::Error::new(path.span(), wrong_item)),
+        Some((path, _)) => errors.push(syn::Error::new(path.span(), wrong_item)),
         None => errors.push(syn::Error::new(imp.self_ty.span(), wrong_item)),
     }
     if !imp.generics.params.is_empty() {
@@ -137,7 +137,7 @@ fn check_run(imp: &mut syn::ItemImpl, errors: &mut Errors) {
             sig.asyncness = Some(syn::Token![async](sig.fn_token.span));
         }
         match sig.inputs.first() {
-            Some(FnArg::Receiver(receiver)) if receiver.reference.is_some() && receiver.mutability.is_none() => {}
+            Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, None)) => {}
             Some(first) => errors.push(syn::Error::new(first.span(), format!("`run` takes `&self`: `{SIGNATURE}`"))),
             None => {
                 errors.push(syn::Error::new(sig.paren_token.span.join(), format!("`run` takes `&self`: `{SIGNATURE}`")))

@@ -81,5 +81,7 @@ pub use recurring::Recurring;
 pub use registry::{EventInfo, ListenerInfo, ListenerMode, Registry, RetryOverride};
 pub use request::{Request, RequestError, RequestHandler};
 pub use retry::{Backoff, RetryPolicy};
-pub use runtime::{Builder, Bus, DEFAULT_CONCURRENCY, ListenerSettings, RecurringSettings, builder, run};
+#[cfg(feature = "signal")]
+pub use runtime::run;
+pub use runtime::{Builder, Bus, DEFAULT_CONCURRENCY, ListenerSettings, RecurringSettings, builder};
 pub use state::{MissingState, State};

@@ -56,6 +56,9 @@ pub fn builder() -> Builder {
 ///
 /// The transport comes from `EVENTING_URL` (`memory://` when unset); `EVENTING_SERVICE`,
 /// `EVENTING_PROCESS_ID` and `EVENTING_EXCHANGE` override the defaults.
+///
+/// With the `signal` cargo feature (a default one: it enables tokio's signal handling).
+#[cfg(feature = "signal")]
 pub async fn run() -> Result<(), Error> {
     builder().run().await
 }
@@ -383,6 +386,8 @@ impl Builder {
     }
 
     /// [`start`](Self::start)s the bus, waits for SIGINT or SIGTERM, then shuts down gracefully.
+    /// (With the `signal` cargo feature, a default one.)
+    #[cfg(feature = "signal")]
     pub async fn run(self) -> Result<(), Error> {
         let bus = self.start().await?;
         let signal = shutdown_signal().await;
@@ -468,7 +473,7 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "signal"))]
 async fn shutdown_signal() -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signal)?;
@@ -478,7 +483,7 @@ async fn shutdown_signal() -> Result<(), Error> {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(all(not(unix), feature = "signal"))]
 async fn shutdown_signal() -> Result<(), Error> {
     tokio::signal::ctrl_c().await.map_err(Error::Signal)
 }

@@ -5,3 +5,4 @@
 
 pub mod broker;
 pub mod raw_publish;
+pub mod tls;
