@@ -81,7 +81,7 @@ pub(crate) fn schema_fn(ty: &TokenStream) -> TokenStream {
         fn schema() -> ::eventing::__private::SchemaResult {
             #[allow(unused_imports)]
             use ::eventing::__private::{WithSchema as _, WithoutSchema as _};
-            (&::eventing::__private::SchemaProbe::<#ty>::new()).schema()()
+            (&::eventing::__private::SchemaProbe::<#ty>::default()).schema()()
         }
         schema
     }}

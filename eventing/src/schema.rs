@@ -3,7 +3,7 @@
 //! says why not everywhere else (for [`asyncapi`](crate::asyncapi)).
 //!
 //! The macros cannot see a type's derives, so the generated code asks with autoref
-//! specialisation: `(&SchemaProbe::<T>::new()).schema()` finds [`WithSchema::schema`] when
+//! specialisation: `(&SchemaProbe::<T>::default()).schema()` finds [`WithSchema::schema`] when
 //! `T: JsonSchema` (that impl exists only with the feature) and otherwise falls back to
 //! [`WithoutSchema::schema`], one reference further away. Both compile on stable and
 //! neither asks anything of a type that does not derive `JsonSchema`.
@@ -20,9 +20,8 @@ pub type SchemaFn = fn() -> SchemaResult;
 /// Asks, through method resolution, whether `T` has a JSON Schema.
 pub struct SchemaProbe<T: ?Sized>(PhantomData<fn() -> T>);
 
-impl<T: ?Sized> SchemaProbe<T> {
-    /// A probe of `T`.
-    pub const fn new() -> Self {
+impl<T: ?Sized> Default for SchemaProbe<T> {
+    fn default() -> Self {
         Self(PhantomData)
     }
 }
@@ -81,7 +80,7 @@ mod tests {
 
     #[test]
     fn a_type_without_the_derive_says_what_to_do() {
-        let reason = (&SchemaProbe::<Plain>::new()).schema()().expect_err("no schema without the derive");
+        let reason = (&SchemaProbe::<Plain>::default()).schema()().expect_err("no schema without the derive");
         assert!(reason.contains("schema not available"), "{reason}");
         assert!(reason.contains("schema::tests::Plain"), "{reason}");
         assert!(reason.contains("derive `schemars::JsonSchema`"), "{reason}");

@@ -114,7 +114,8 @@ fn the_document_describes_the_registry_on_rabbitmq() {
     assert_eq!(messages["request.shipping.quote"]["payload"]["properties"]["order_id"]["type"], "integer");
     assert_eq!(messages["reply.shipping.quote"]["payload"]["properties"]["cents"]["type"], "integer");
     let headers = &doc["components"]["schemas"]["eventing.event_headers"]["properties"];
-    for header in ["message_id", "correlation_id", "x-eventing-causation-id", "x-eventing-attempt", "x-eventing-error"] {
+    for header in ["message_id", "correlation_id", "x-eventing-causation-id", "x-eventing-attempt", "x-eventing-error"]
+    {
         assert!(headers[header].is_object(), "event headers lack {header}");
     }
     assert!(doc["components"]["schemas"]["eventing.request_headers"]["properties"]["reply_to"].is_object());
