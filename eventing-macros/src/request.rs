@@ -120,7 +120,9 @@ pub(crate) fn expand_request(args: TokenStream, item: TokenStream) -> syn::Resul
         return Ok(quote! { #request #error });
     }
     let schema = schema_fn(&quote!(#ident));
-    let reply_schema = schema_fn(&quote!(<#ident as ::eventing::Request>::Reply));
+    // The reply type as written, not `<R as Request>::Reply`: a request type without serde
+    // would otherwise fail `Request`'s bounds once more, here.
+    let reply_schema = schema_fn(&reply);
     Ok(quote! {
         #request
 
