@@ -84,6 +84,8 @@ fn the_document_describes_the_registry_on_rabbitmq() {
     let taken: Vec<&String> = audit["messages"].as_object().unwrap().keys().collect();
     assert_eq!(taken, ["orders.cancelled", "orders.placed"]);
     assert!(audit["description"].as_str().unwrap().contains("`orders.#`"));
+    assert_eq!(audit["x-eventing-binding"]["routingKey"], "orders.#");
+    assert_eq!(audit["x-eventing-binding"]["exchange"], "eventing");
 
     // A request: its routing key, its handler's queue and the receive with its reply.
     assert_eq!(doc["channels"]["request.shipping.quote"]["address"], "shipping.quote");

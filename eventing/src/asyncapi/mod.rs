@@ -312,6 +312,7 @@ impl Renderer {
             ),
             "messages": channel_messages,
             "bindings": self.queue_binding(&address, listener.queue.lifetime),
+            "x-eventing-binding": { "exchange": self.description.exchange, "routingKey": listener.binding },
         });
         if info.mode == ListenerMode::PerProcess {
             channel["parameters"] = json!({ "process_id": { "description": "The process id (`EVENTING_PROCESS_ID`, default `<host>-<pid>`)." } });
@@ -467,6 +468,7 @@ impl Renderer {
                 ),
                 "messages": { key(name): reference("messages", &request_id) },
                 "bindings": self.queue_binding(&queue, QueueLifetime::Durable),
+                "x-eventing-binding": { "exchange": self.description.exchange, "routingKey": name },
             }),
         );
         self.operations.insert(
