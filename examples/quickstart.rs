@@ -6,12 +6,14 @@
 //!
 //! `cargo run --example quickstart` runs it on the in-memory transport and exits once every
 //! order has an outcome; with `EVENTING_URL=amqp://guest:guest@127.0.0.1:5672/%2f` the same
-//! program runs on RabbitMQ.
+//! program runs on RabbitMQ. `cargo run --example quickstart -- --asyncapi` prints its
+//! AsyncAPI document instead (JSON; the events derive `JsonSchema`, so it has their schemas).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use eventing::asyncapi::Info;
 use eventing::{Context, FromState, HandlerError, Listener, MissingState, RawEvent, State, event, event_listener};
 use eventing_amqp as _; // links the amqp:// transport, for EVENTING_URL=amqp://...
 use serde::{Deserialize, Serialize};
@@ -21,7 +23,7 @@ use tokio::sync::Notify;
 
 /// A customer placed an order. Durable: it must survive a broker restart.
 #[event(name = "orders.placed", durable)]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderPlaced {
     pub order_id: u64,
     pub email: String,
@@ -30,14 +32,14 @@ pub struct OrderPlaced {
 }
 
 #[event(name = "inventory.stock_reserved", durable)]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StockReserved {
     pub order_id: u64,
     pub email: String,
 }
 
 #[event(name = "inventory.stock_short")]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StockShort {
     pub order_id: u64,
     pub sku: String,
@@ -45,7 +47,7 @@ pub struct StockShort {
 }
 
 #[event(name = "catalog.price_changed")]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PriceChanged {
     pub sku: String,
     pub cents: u64,
@@ -241,8 +243,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let log = EventLog::default();
 
     // The transport comes from EVENTING_URL; unset, it is the in-memory broker.
-    let bus =
-        eventing::builder().service("shop").state(warehouse).state(outcomes.clone()).state(log.clone()).start().await?;
+    let builder = eventing::builder().service("shop").state(warehouse).state(outcomes.clone()).state(log.clone());
+    if std::env::args().any(|arg| arg == "--asyncapi") {
+        // What this service's bus would declare and consume, from the same builder.
+        println!("{}", builder.asyncapi(&Info::new(env!("CARGO_PKG_VERSION")))?.to_json_pretty());
+        return Ok(());
+    }
+    let bus = builder.start().await?;
 
     bus.publish(&PriceChanged { sku: "kettle".into(), cents: 2_999 }).await?;
     let orders =

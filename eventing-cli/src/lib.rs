@@ -17,6 +17,9 @@
 //! - `eventing topology --format json|mermaid` — the same with listeners' settings and
 //!   recurring items, as JSON or as a Mermaid flowchart;
 //! - `eventing topology declare` — declares it all and exits (a deploy step);
+//! - `eventing asyncapi [--format yaml|json]` — an AsyncAPI 3.0 document of the events,
+//!   requests, listeners and recurring items linked into the binary (see
+//!   `eventing::asyncapi`);
 //! - `eventing config check [path]` — checks an `eventing.toml` against this binary's
 //!   listeners and recurring items and prints the settings each runs with;
 //! - `eventing topology delete [--yes] [--force]` — deletes those queues (listener, retry
@@ -33,6 +36,7 @@
 //! The broker comes from `--url` or `EVENTING_URL` (whose value `--help` never shows).
 #![warn(missing_docs, unreachable_pub)]
 
+mod asyncapi;
 mod deploy;
 
 use std::borrow::Cow;
@@ -65,6 +69,9 @@ struct Cli {
 enum Command {
     /// What the registry and configuration declare: exchange, queues, bindings.
     Topology(TopologyArgs),
+    /// An AsyncAPI 3.0 document of the events, requests, listeners and recurring items
+    /// linked into this binary, with the names the topology uses.
+    Asyncapi(asyncapi::AsyncapiArgs),
     /// The configuration file (eventing.toml).
     Config {
         #[command(subcommand)]
@@ -194,6 +201,12 @@ enum CliError {
         #[source]
         source: TransportError,
     },
+    #[error(
+        "no #[event], #[request] or listener is linked into this binary, so there is nothing to describe; run the `eventing` command your service builds with `eventing_cli::main`"
+    )]
+    NothingToDescribe,
+    #[error("rendering the AsyncAPI document as {format}: {reason}")]
+    Render { format: &'static str, reason: String },
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
     #[error("reading the body from {from}: {source}")]
@@ -259,6 +272,7 @@ pub async fn run_in(args: impl IntoIterator<Item = OsString>, mut console: Conso
 
 async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
     match cli.command {
+        Command::Asyncapi(args) => asyncapi::print(args, cli.url, console.out),
         Command::Config { action: ConfigAction::Check { path } } => {
             let mut builder = eventing::builder();
             if let Some(path) = path {

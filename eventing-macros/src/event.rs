@@ -63,13 +63,28 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
         let error = error.into_compile_error();
         return Ok(quote! { #event #error });
     }
+    let schema = schema_fn(&quote!(#ident));
     Ok(quote! {
         #event
 
         ::eventing::__private::inventory::submit! {
-            ::eventing::__private::EventDescriptor::new::<#ident>()
+            ::eventing::__private::EventDescriptor::new::<#ident>().with_schema(#schema)
         }
     })
+}
+
+/// A block that evaluates to the schema function of payload type `ty`: its JSON Schema
+/// where it derives `schemars::JsonSchema` (and eventing's `schemars` feature is on), else
+/// why not. Autoref specialisation picks between the two, so no bound is asked of `ty`.
+pub(crate) fn schema_fn(ty: &TokenStream) -> TokenStream {
+    quote! {{
+        fn schema() -> ::eventing::__private::SchemaResult {
+            #[allow(unused_imports)]
+            use ::eventing::__private::{WithSchema as _, WithoutSchema as _};
+            (&::eventing::__private::SchemaProbe::<#ty>::default()).schema()()
+        }
+        schema
+    }}
 }
 
 fn default_name(ident: &Ident) -> String {

@@ -16,6 +16,8 @@ use proc_macro::TokenStream;
 
 /// Makes a serde struct or enum an event: implements `eventing::Event` and registers it.
 /// Keys: `name = "..."` (default: the type name in snake case), `durable`.
+/// A type that also derives `schemars::JsonSchema` registers its JSON Schema for
+/// `eventing::asyncapi` when eventing's `schemars` feature is on; nothing is asked of others.
 #[proc_macro_attribute]
 pub fn event(args: TokenStream, item: TokenStream) -> TokenStream {
     with_item_on_error(event::expand, args, item)
@@ -64,6 +66,7 @@ fn with_item_on_error(
 
 /// Makes a serde struct or enum a request: implements `eventing::Request` and registers it.
 /// Keys: `name = "..."` (default: the type name in snake case), `reply = Type` (default `()`).
+/// The request's and the reply's JSON Schemas are registered as for `#[event]`.
 #[proc_macro_attribute]
 pub fn request(args: TokenStream, item: TokenStream) -> TokenStream {
     with_item_on_error(request::expand_request, args, item)

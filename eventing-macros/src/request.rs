@@ -9,7 +9,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, ImplItem, Item, ItemImpl, LitStr, PathArguments, Type};
 
 use crate::args::{self, Errors, Keys};
-use crate::event::item_span;
+use crate::event::{item_span, schema_fn};
 use crate::names;
 
 const HANDLER_KEYS: Keys = Keys {
@@ -119,11 +119,15 @@ pub(crate) fn expand_request(args: TokenStream, item: TokenStream) -> syn::Resul
         let error = error.into_compile_error();
         return Ok(quote! { #request #error });
     }
+    let schema = schema_fn(&quote!(#ident));
+    // The reply type as written, not `<R as Request>::Reply`: a request type without serde
+    // would otherwise fail `Request`'s bounds once more, here.
+    let reply_schema = schema_fn(&reply);
     Ok(quote! {
         #request
 
         ::eventing::__private::inventory::submit! {
-            ::eventing::__private::RequestDescriptor::new::<#ident>()
+            ::eventing::__private::RequestDescriptor::new::<#ident>().with_schemas(#schema, #reply_schema)
         }
     })
 }

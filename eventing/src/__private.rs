@@ -7,6 +7,7 @@ pub use crate::interceptor::InterceptorDescriptor;
 pub use crate::recurring::{RecurringAttributes, RecurringDescriptor};
 pub use crate::registry::{EventDescriptor, ListenerAttributes, ListenerDescriptor};
 pub use crate::request::{RequestDescriptor, RequestHandlerDescriptor};
+pub use crate::schema::{SchemaFn, SchemaProbe, SchemaResult, WithSchema, WithoutSchema};
 
 /// Implemented by `#[event]` just before `Event`, so that a missing derive is reported
 /// first in the words of [`EventSerialize`] and [`EventDeserialize`], which say what to

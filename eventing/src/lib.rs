@@ -38,6 +38,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod asyncapi;
 mod chaos;
 mod config;
 mod context;
@@ -59,6 +60,7 @@ mod report;
 pub mod request;
 mod retry;
 mod runtime;
+mod schema;
 mod state;
 pub mod testing;
 pub mod transport;

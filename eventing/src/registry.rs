@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::message::Message;
 use crate::raw::Receivable;
+use crate::schema::SchemaFn;
 use crate::transport::BoxFuture;
 use crate::{Context, Error, Event, FromState, HandlerError, Listener, MissingState, State, naming};
 
@@ -18,13 +19,26 @@ pub struct EventDescriptor {
     name: &'static str,
     durable: bool,
     rust_type: fn() -> &'static str,
+    schema: SchemaFn,
 }
 
 impl EventDescriptor {
-    /// Describes event type `E`.
+    /// Describes event type `E` (without a schema until [`with_schema`](Self::with_schema)).
     pub const fn new<E: Event>() -> Self {
-        Self { name: E::NAME, durable: E::DURABLE, rust_type: type_name::<E> }
+        Self { name: E::NAME, durable: E::DURABLE, rust_type: type_name::<E>, schema: crate::schema::unavailable::<E> }
     }
+
+    /// The payload's schema function, from the macro's [`SchemaProbe`](crate::schema::SchemaProbe).
+    pub const fn with_schema(mut self, schema: SchemaFn) -> Self {
+        self.schema = schema;
+        self
+    }
+}
+
+/// The payload schema of the registered event `name`: its JSON Schema, or why there is none
+/// (`None` for a name no `#[event]` registered).
+pub(crate) fn event_schema(name: &str) -> Option<Result<serde_json::Value, String>> {
+    inventory::iter::<EventDescriptor>.into_iter().find(|event| event.name == name).map(|event| (event.schema)())
 }
 
 inventory::collect!(EventDescriptor);

@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::message::Message;
+use crate::schema::SchemaFn;
 use crate::transport::{BoxFuture, TransportError};
 use crate::{Context, FromState, HandlerError, MissingState, State};
 
@@ -152,12 +153,29 @@ impl std::fmt::Debug for RequestError {
 pub struct RequestDescriptor {
     pub(crate) name: &'static str,
     pub(crate) rust_type: fn() -> &'static str,
+    pub(crate) reply_type: fn() -> &'static str,
+    pub(crate) schema: SchemaFn,
+    pub(crate) reply_schema: SchemaFn,
 }
 
 impl RequestDescriptor {
-    /// Describes request type `R`.
+    /// Describes request type `R` (without schemas until [`with_schemas`](Self::with_schemas)).
     pub const fn new<R: Request>() -> Self {
-        Self { name: R::NAME, rust_type: type_name::<R> }
+        Self {
+            name: R::NAME,
+            rust_type: type_name::<R>,
+            reply_type: type_name::<R::Reply>,
+            schema: crate::schema::unavailable::<R>,
+            reply_schema: crate::schema::unavailable::<R::Reply>,
+        }
+    }
+
+    /// The schema functions of the request and of its reply, from the macro's
+    /// [`SchemaProbe`](crate::schema::SchemaProbe)s.
+    pub const fn with_schemas(mut self, request: SchemaFn, reply: SchemaFn) -> Self {
+        self.schema = request;
+        self.reply_schema = reply;
+        self
     }
 }
 

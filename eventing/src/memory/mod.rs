@@ -22,7 +22,7 @@
 mod lock;
 mod queue;
 mod requests;
-mod topic;
+pub(crate) mod topic;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -2,6 +2,7 @@
 
 mod connect;
 mod consumer;
+mod describe;
 mod handle;
 mod plan;
 mod publisher;
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::consumer::Consumer;
+pub(crate) use self::describe::{DescribedListener, DescribedRequest, Description};
 use self::handle::HandleStack;
 use self::plan::{PlanConfig, plan};
 pub(crate) use self::publisher::{Publisher, extra_headers};

@@ -82,6 +82,11 @@ impl RequestPlan {
         Ok(Self { handlers })
     }
 
+    /// The Rust type of the handler served here for request `name`, if any.
+    pub(crate) fn handler_of(&self, name: &str) -> Option<&'static str> {
+        self.handlers.iter().find(|handler| handler.request == name).map(|handler| (handler.rust_type)())
+    }
+
     /// Adds each handled request's queue `request.<name>` (durable), bound on its name.
     pub(crate) fn extend_topology(&self, topology: &mut Topology, exchange: &str) {
         if !self.handlers.is_empty() && !topology.exchanges.iter().any(|known| known == exchange) {
