@@ -11,7 +11,7 @@
 //!
 //! eventing: `Add {x, y}` → `Sum {answer}` through the exchange, mandatory and confirmed
 //! publishes, replies through direct reply-to; the server is a `#[request_handler]` with
-//! concurrency 100 that acknowledges each request after its reply is confirmed.
+//! concurrency 100 that acknowledges each request after its (unconfirmed) reply went out.
 //! Raw: the same JSON published straight to a queue (no confirms), a server that replies
 //! (no confirm) and acknowledges, prefetch 100, the client consuming
 //! `amq.rabbitmq.reply-to` with no-ack on its publishing channel.

@@ -14,8 +14,9 @@
 //! acknowledged: requests are never retried, so there is no settle decision to make. With
 //! `metrics`, `eventing_handled_total` counts `ok`, `failed` and `expired`.
 //!
-//! The reply is the answer to a delivery, not a publish: it goes straight to the transport,
-//! without the interceptors' `send`, so its wire form is exactly the README's.
+//! The reply is the answer to a delivery, not a publish: it goes straight to the transport
+//! ([`Transport::reply`](crate::transport::Transport::reply): best effort, unconfirmed on
+//! RabbitMQ), without the interceptors' `send`, so its wire form is exactly the README's.
 
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
@@ -32,7 +33,7 @@ use crate::envelope::Envelope;
 use crate::interceptor::{Inner, Next};
 use crate::message::{HeaderValue, Headers, JSON, Message, header, unix_millis};
 use crate::request::ErasedRequestHandler;
-use crate::transport::{Delivery, Origin, Route};
+use crate::transport::Delivery;
 use crate::{Context, HandlerError, ListenerInfo};
 
 /// One request handler with what its deliveries need.
@@ -187,7 +188,7 @@ impl Server {
             reply_to: None,
             expiration: None,
         };
-        if let Err(error) = self.publisher.transport().publish(Route::Queue(reply_to), reply, Origin::Handler).await {
+        if let Err(error) = self.publisher.transport().reply(reply_to, reply).await {
             tracing::warn!(%error, reply_to, "the reply could not be sent (has the caller gone?)");
         }
     }
