@@ -1,15 +1,17 @@
 //! Request/response round trips on RabbitMQ: eventing's `Bus::request` against a
 //! hand-written lapin direct-reply-to client and server, same broker, same run.
 //!
-//! `cargo run --release --example bench_request -- [--requests 5000] [--url amqp://...]`
+//! `cargo run --release --example bench_request -- [--requests 5000] [--rounds 5] [--url amqp://...]`
 //!
-//! Each side runs `--requests` round trips one after another (sequential), then the same
-//! number from 100 callers at once (each waits for its reply before the next call), and
-//! prints round trips per second and p50/p99 latency, then eventing's ratios to raw.
+//! Each round runs `--requests` round trips one after another (sequential), eventing then
+//! raw, then the same number from 100 callers at once (each waits for its reply before the
+//! next call), raw then eventing: the two sides alternate, so a machine whose load changes
+//! during the run weighs on both. It prints every run's round trips per second and p50/p99
+//! latency, then the medians over the rounds and eventing's ratios to raw.
 //!
 //! eventing: `Add {x, y}` → `Sum {answer}` through the exchange, mandatory and confirmed
 //! publishes, replies through direct reply-to; the server is a `#[request_handler]` with
-//! concurrency 100 that acknowledges each request after its reply is confirmed.
+//! concurrency 100 that acknowledges each request after its (unconfirmed) reply went out.
 //! Raw: the same JSON published straight to a queue (no confirms), a server that replies
 //! (no confirm) and acknowledges, prefetch 100, the client consuming
 //! `amq.rabbitmq.reply-to` with no-ack on its publishing channel.
@@ -202,6 +204,19 @@ fn row(name: &str, figures: &Figures) {
     );
 }
 
+/// The median of each figure over the rounds (each figure on its own).
+fn median(runs: &[Figures]) -> Figures {
+    let pick = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    Figures {
+        per_second: pick(runs.iter().map(|run| run.per_second).collect()),
+        p50: Duration::from_secs_f64(pick(runs.iter().map(|run| run.p50.as_secs_f64()).collect())),
+        p99: Duration::from_secs_f64(pick(runs.iter().map(|run| run.p99.as_secs_f64()).collect())),
+    }
+}
+
 fn ratio(name: &str, ours: &Figures, raw: &Figures) {
     println!(
         "{name:<28} throughput {:.2}x raw, p50 {:.2}x raw, p99 {:.2}x raw",
@@ -215,10 +230,12 @@ fn ratio(name: &str, ours: &Figures, raw: &Figures) {
 async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let mut requests = 5_000usize;
+    let mut rounds = 5usize;
     let mut url = "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--requests" => requests = args.next().ok_or("--requests N")?.parse()?,
+            "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse::<usize>()?.max(1),
             "--url" => url = args.next().ok_or("--url URL")?,
             other => return Err(format!("unknown argument `{other}`").into()),
         }
@@ -231,7 +248,7 @@ async fn main() -> Result<(), BoxError> {
     let caller =
         eventing::builder().url(url.clone()).exchange(&exchange).service("bench").listeners(|_| false).start().await?;
     caller.request(&Add { x: 0, y: 1 }).await?; // warm up: opens the reply channel
-    let call = {
+    let ours = {
         let caller = caller.clone();
         move |x: i64| {
             let caller = caller.clone();
@@ -244,30 +261,41 @@ async fn main() -> Result<(), BoxError> {
             }
         }
     };
-    let ours_sequential = drive(requests, 1, call.clone()).await?;
-    let ours_concurrent = drive(requests, CONCURRENCY, call).await?;
 
     // Raw lapin.
     let queue = format!("bench-request-raw-{}", std::process::id());
     let (raw_server, raw_client_connection, raw) = raw_side(&url, &queue).await?;
     raw.call(0).await?;
-    let call = {
+    let raw = {
         let raw = Arc::clone(&raw);
         move |x: i64| {
             let raw = Arc::clone(&raw);
             async move { raw.call(x).await }
         }
     };
-    let raw_sequential = drive(requests, 1, call.clone()).await?;
-    let raw_concurrent = drive(requests, CONCURRENCY, call).await?;
 
-    println!("{requests} round trips per run, RabbitMQ at {}", eventing::transport::redact_url(&url));
-    row("eventing, sequential", &ours_sequential);
-    row("raw lapin, sequential", &raw_sequential);
-    row("eventing, 100 concurrent", &ours_concurrent);
-    row("raw lapin, 100 concurrent", &raw_concurrent);
-    ratio("sequential", &ours_sequential, &raw_sequential);
-    ratio("100 concurrent", &ours_concurrent, &raw_concurrent);
+    println!("{requests} round trips per run, {rounds} rounds, RabbitMQ at {}", eventing::transport::redact_url(&url));
+    let (mut ours_sequential, mut raw_sequential, mut ours_concurrent, mut raw_concurrent) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        println!("round {round}");
+        ours_sequential.push(drive(requests, 1, ours.clone()).await?);
+        row("  eventing, sequential", &ours_sequential[round - 1]);
+        raw_sequential.push(drive(requests, 1, raw.clone()).await?);
+        row("  raw lapin, sequential", &raw_sequential[round - 1]);
+        raw_concurrent.push(drive(requests, CONCURRENCY, raw.clone()).await?);
+        row("  raw lapin, 100 concurrent", &raw_concurrent[round - 1]);
+        ours_concurrent.push(drive(requests, CONCURRENCY, ours.clone()).await?);
+        row("  eventing, 100 concurrent", &ours_concurrent[round - 1]);
+    }
+    let medians = [&ours_sequential, &raw_sequential, &ours_concurrent, &raw_concurrent].map(|runs| median(runs));
+    println!("medians over {rounds} rounds");
+    row("eventing, sequential", &medians[0]);
+    row("raw lapin, sequential", &medians[1]);
+    row("eventing, 100 concurrent", &medians[2]);
+    row("raw lapin, 100 concurrent", &medians[3]);
+    ratio("sequential", &medians[0], &medians[1]);
+    ratio("100 concurrent", &medians[2], &medians[3]);
 
     caller.shutdown().await?;
     server.shutdown().await?;

@@ -240,6 +240,10 @@ impl Settle for BatchedAcker {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::print_stderr,
+    reason = "a skipped RabbitMQ test says so on the test's output, as the tests package does"
+)]
 mod tests {
     use super::*;
 

@@ -75,6 +75,8 @@ pub(crate) trait Restore: Send + Sync {
 pub(crate) struct Session {
     pub(crate) connection: Connection,
     publish_channels: Mutex<Vec<Channel>>,
+    /// The channel replies go out on, without publisher confirms; opened on first use.
+    reply_channel: Mutex<Option<Channel>>,
     next: AtomicUsize,
     pub(crate) generation: u64,
     /// Which of the link's endpoints this connection went to.
@@ -117,6 +119,7 @@ impl Session {
         let session = Arc::new(Self {
             connection,
             publish_channels: Mutex::new(channels),
+            reply_channel: Mutex::new(None),
             next: AtomicUsize::new(0),
             generation,
             endpoint,
@@ -149,6 +152,19 @@ impl Session {
         let mut channels = lock(&self.publish_channels);
         let index = slot % channels.len();
         channels[index] = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// The channel for replies to requests: no publisher confirms (see
+    /// [`Transport::reply`](eventing::transport::Transport::reply)), opened on first use
+    /// and again after the broker closed it.
+    pub(crate) async fn reply_channel(&self) -> Result<Channel, TransportError> {
+        if let Some(channel) = lock(&self.reply_channel).clone().filter(|channel| channel.status().connected()) {
+            return Ok(channel);
+        }
+        let fresh =
+            self.connection.create_channel().await.map_err(|error| other("opening the reply channel", error))?;
+        *lock(&self.reply_channel) = Some(fresh.clone());
         Ok(fresh)
     }
 

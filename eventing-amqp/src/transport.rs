@@ -289,6 +289,30 @@ impl Transport for AmqpTransport {
     ) -> BoxFuture<'a, Result<Option<Message>, TransportError>> {
         Box::pin(self.replies.request(route, message, reply_within))
     }
+
+    /// Unconfirmed, on a channel of the publishing connection kept for replies: a reply's
+    /// confirm would buy nothing (see the trait) and cost the broker and the server a
+    /// round of acknowledgements per request.
+    fn reply<'a>(&'a self, reply_to: &'a str, reply: Message) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + self.link.options.publish_timeout;
+            let channel = self.link.session(deadline).await?.reply_channel().await?;
+            let sent = channel
+                .basic_publish(
+                    "".into(),
+                    reply_to.into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    &reply.body,
+                    crate::convert::properties(&reply),
+                )
+                .await
+                .map_err(|error| crate::util::other("publishing a reply", error))?;
+            // Confirms are off on this channel: resolves at once, and awaited so lapin does
+            // not keep it for `wait_for_confirms`.
+            let _ = sent.await;
+            Ok(())
+        })
+    }
 }
 
 impl std::fmt::Debug for AmqpTransport {

@@ -11,6 +11,7 @@ mod listener;
 mod names;
 mod recurring;
 mod request;
+mod signature;
 
 use proc_macro::TokenStream;
 

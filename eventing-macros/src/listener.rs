@@ -4,11 +4,12 @@ use heck::ToSnakeCase;
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericArgument, ImplItem, Item, ItemImpl, PathArguments, Type};
+use syn::{Item, Type};
 
 use crate::args::{self, Errors, Keys};
 use crate::event::item_span;
 use crate::names;
+use crate::signature::{self, Method, type_ident};
 
 const KEYS: Keys = Keys {
     attribute: "event_listener",
@@ -18,7 +19,12 @@ const KEYS: Keys = Keys {
     signed: &[],
 };
 
-const SIGNATURE: &str = "async fn on(&self, event: E, ctx: &eventing::Context) -> Result<(), eventing::HandlerError>";
+const ON: Method = Method {
+    name: "on",
+    parameters: 2,
+    takes: "the event and the context",
+    signature: "async fn on(&self, event: E, ctx: &eventing::Context) -> Result<(), eventing::HandlerError>",
+};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
@@ -30,14 +36,20 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             "#[event_listener] goes on an `impl eventing::Listener<E> for T` block",
         )));
     };
-    let event = listened_event(&imp).cloned();
+    let event = signature::trait_argument(
+        &imp,
+        "Listener",
+        "#[event_listener] goes on an `impl eventing::Listener<E> for T` block, where E is an #[event] type",
+        "name the event: `Listener<E>` with one #[event] type",
+    )
+    .cloned();
     if !imp.generics.params.is_empty() {
         errors.push(syn::Error::new(
             imp.generics.span(),
             "a registered listener cannot be generic: #[event_listener] needs one concrete type to build at start",
         ));
     }
-    check_on(&mut imp, &mut errors);
+    signature::check_method(&mut imp, &ON, &mut errors);
     let self_ty = &imp.self_ty;
     let name = match args.string("name") {
         Some(lit) => {
@@ -124,74 +136,4 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
 fn is_raw_event(event: &Type) -> bool {
     matches!(event, Type::Path(path) if path.qself.is_none()
         && path.path.segments.last().is_some_and(|last| last.ident == "RawEvent"))
-}
-
-/// The `E` of `impl Listener<E> for T`.
-fn listened_event(imp: &ItemImpl) -> syn::Result<&Type> {
-    let wrong = |span| {
-        syn::Error::new(
-            span,
-            "#[event_listener] goes on an `impl eventing::Listener<E> for T` block, where E is an #[event] type",
-        )
-    };
-    let Some((path, _)) = &imp.trait_ else {
-        return Err(wrong(imp.self_ty.span()));
-    };
-    let Some(last) = path.segments.last().filter(|segment| segment.ident == "Listener") else {
-        return Err(wrong(path.span()));
-    };
-    match &last.arguments {
-        PathArguments::AngleBracketed(generic) if generic.args.len() == 1 => match &generic.args[0] {
-            GenericArgument::Type(event) => Ok(event),
-            other => Err(wrong(other.span())),
-        },
-        other => Err(syn::Error::new(
-            if matches!(other, PathArguments::None) { last.span() } else { other.span() },
-            "name the event: `Listener<E>` with one #[event] type",
-        )),
-    }
-}
-
-/// Checks the parts of `on` that rustc's own errors explain poorly: `async`, the receiver
-/// and the number of parameters. Types are left to rustc, which points at them. A missing
-/// `async` is reported, then added, so rustc does not also say "is not a future".
-fn check_on(imp: &mut ItemImpl, errors: &mut Errors) {
-    for item in &mut imp.items {
-        let ImplItem::Fn(function) = item else { continue };
-        let sig = &mut function.sig;
-        if sig.ident != "on" {
-            continue;
-        }
-        // Without `async`, `on` may still return a future (`impl Future<..> + Send`, a boxed
-        // one...): only nothing or a `Result` is surely a forgotten `async`.
-        let forgot_async = match &sig.output {
-            syn::ReturnType::Default => true,
-            syn::ReturnType::Type(_, ty) => type_ident(ty).is_some_and(|ident| ident == "Result"),
-        };
-        if sig.asyncness.is_none() && forgot_async {
-            errors.push(syn::Error::new(sig.fn_token.span, format!("`on` must be an `async fn`: `{SIGNATURE}`")));
-            sig.asyncness = Some(syn::Token![async](sig.fn_token.span));
-        }
-        match sig.inputs.first() {
-            Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, None)) => {}
-            Some(first) => errors.push(syn::Error::new(first.span(), format!("`on` takes `&self`: `{SIGNATURE}`"))),
-            None => {
-                errors.push(syn::Error::new(sig.paren_token.span.join(), format!("`on` takes `&self`: `{SIGNATURE}`")))
-            }
-        }
-        if sig.inputs.len() != 3 {
-            errors.push(syn::Error::new(
-                sig.paren_token.span.join(),
-                format!("`on` takes the event and the context: `{SIGNATURE}`"),
-            ));
-        }
-    }
-}
-
-/// The last identifier of a path type (`SendWelcomeMail` in `crate::mail::SendWelcomeMail`).
-fn type_ident(ty: &Type) -> Option<String> {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => path.path.segments.last().map(|segment| segment.ident.to_string()),
-        _ => None,
-    }
 }

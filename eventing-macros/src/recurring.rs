@@ -6,16 +6,22 @@ use heck::ToSnakeCase;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::spanned::Spanned;
-use syn::{FnArg, ImplItem, Item, PathArguments, Type};
+use syn::{Item, PathArguments};
 
 use crate::args::{self, Errors, Keys};
 use crate::event::item_span;
 use crate::names;
+use crate::signature::{self, Method, type_ident};
 
 const KEYS: Keys =
     Keys { attribute: "recurring", flags: &[], strings: &["name", "every", "cron"], integers: &[], signed: &[] };
 
-const SIGNATURE: &str = "async fn run(&self, ctx: &eventing::Context) -> Result<(), eventing::HandlerError>";
+const RUN: Method = Method {
+    name: "run",
+    parameters: 1,
+    takes: "the context only",
+    signature: "async fn run(&self, ctx: &eventing::Context) -> Result<(), eventing::HandlerError>",
+};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
@@ -40,7 +46,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             "registered recurring work cannot be generic: #[recurring] needs one concrete type to build at start",
         ));
     }
-    check_run(&mut imp, &mut errors);
+    signature::check_method(&mut imp, &RUN, &mut errors);
     let name = match args.string("name") {
         Some(lit) => {
             if let Err(reason) = names::check_word(&lit.value()) {
@@ -118,43 +124,4 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenS
             )
         }
     })
-}
-
-/// Checks `async`, the receiver and the parameter count of `run`; types are left to rustc.
-fn check_run(imp: &mut syn::ItemImpl, errors: &mut Errors) {
-    for item in &mut imp.items {
-        let ImplItem::Fn(function) = item else { continue };
-        let sig = &mut function.sig;
-        if sig.ident != "run" {
-            continue;
-        }
-        let forgot_async = match &sig.output {
-            syn::ReturnType::Default => true,
-            syn::ReturnType::Type(_, ty) => type_ident(ty).is_some_and(|ident| ident == "Result"),
-        };
-        if sig.asyncness.is_none() && forgot_async {
-            errors.push(syn::Error::new(sig.fn_token.span, format!("`run` must be an `async fn`: `{SIGNATURE}`")));
-            sig.asyncness = Some(syn::Token![async](sig.fn_token.span));
-        }
-        match sig.inputs.first() {
-            Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, None)) => {}
-            Some(first) => errors.push(syn::Error::new(first.span(), format!("`run` takes `&self`: `{SIGNATURE}`"))),
-            None => {
-                errors.push(syn::Error::new(sig.paren_token.span.join(), format!("`run` takes `&self`: `{SIGNATURE}`")))
-            }
-        }
-        if sig.inputs.len() != 2 {
-            errors.push(syn::Error::new(
-                sig.paren_token.span.join(),
-                format!("`run` takes the context only: `{SIGNATURE}`"),
-            ));
-        }
-    }
-}
-
-fn type_ident(ty: &Type) -> Option<String> {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => path.path.segments.last().map(|segment| segment.ident.to_string()),
-        _ => None,
-    }
 }

@@ -6,11 +6,12 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::Parser;
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericArgument, ImplItem, Item, ItemImpl, LitStr, PathArguments, Type};
+use syn::{Item, LitStr, Type};
 
 use crate::args::{self, Errors, Keys};
 use crate::event::{item_span, schema_fn};
 use crate::names;
+use crate::signature::{self, Method, type_ident};
 
 const HANDLER_KEYS: Keys = Keys {
     attribute: "request_handler",
@@ -20,8 +21,12 @@ const HANDLER_KEYS: Keys = Keys {
     signed: &[],
 };
 
-const SIGNATURE: &str =
-    "async fn on(&self, request: R, ctx: &eventing::Context) -> Result<R::Reply, eventing::HandlerError>";
+const ON: Method = Method {
+    name: "on",
+    parameters: 2,
+    takes: "the request and the context",
+    signature: "async fn on(&self, request: R, ctx: &eventing::Context) -> Result<R::Reply, eventing::HandlerError>",
+};
 
 /// `name = "..."` and `reply = Type`, each at most once.
 #[derive(Default)]
@@ -149,14 +154,20 @@ pub(crate) fn expand_handler(args: TokenStream, item: TokenStream) -> syn::Resul
              process takes it from the shared queue `request.<name>`; remove `per_process`",
         ));
     }
-    let request = handled_request(&imp).cloned();
+    let request = signature::trait_argument(
+        &imp,
+        "RequestHandler",
+        "#[request_handler] goes on an `impl eventing::RequestHandler<R> for T` block, where R is a #[request] type",
+        "name the request: `RequestHandler<R>` with one #[request] type",
+    )
+    .cloned();
     if !imp.generics.params.is_empty() {
         errors.push(syn::Error::new(
             imp.generics.span(),
             "a registered request handler cannot be generic: #[request_handler] needs one concrete type",
         ));
     }
-    check_on(&mut imp, &mut errors);
+    signature::check_method(&mut imp, &ON, &mut errors);
     let request = match request {
         Ok(request) => request,
         Err(error) => return Err(errors.fail(error)),
@@ -166,15 +177,7 @@ pub(crate) fn expand_handler(args: TokenStream, item: TokenStream) -> syn::Resul
         return Ok(quote! { #imp #error });
     }
     let self_ty = &imp.self_ty;
-    let name = match &**self_ty {
-        Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .map(|last| last.ident.to_string().trim_start_matches("r#").to_snake_case())
-            .unwrap_or_default(),
-        _ => String::new(),
-    };
+    let name = type_ident(self_ty).map(|ident| ident.trim_start_matches("r#").to_snake_case()).unwrap_or_default();
     let concurrency = args.integer("concurrency").map_or(quote!(0), |lit| lit.to_token_stream());
     Ok(quote! {
         #imp
@@ -187,64 +190,4 @@ pub(crate) fn expand_handler(args: TokenStream, item: TokenStream) -> syn::Resul
             )
         }
     })
-}
-
-/// The `R` of `impl RequestHandler<R> for T`.
-fn handled_request(imp: &ItemImpl) -> syn::Result<&Type> {
-    let wrong = |span| {
-        syn::Error::new(
-            span,
-            "#[request_handler] goes on an `impl eventing::RequestHandler<R> for T` block, where R is a #[request] type",
-        )
-    };
-    let Some((path, _)) = &imp.trait_ else {
-        return Err(wrong(imp.self_ty.span()));
-    };
-    let Some(last) = path.segments.last().filter(|segment| segment.ident == "RequestHandler") else {
-        return Err(wrong(path.span()));
-    };
-    match &last.arguments {
-        PathArguments::AngleBracketed(generic) if generic.args.len() == 1 => match &generic.args[0] {
-            GenericArgument::Type(request) => Ok(request),
-            other => Err(wrong(other.span())),
-        },
-        other => Err(syn::Error::new(
-            if matches!(other, PathArguments::None) { last.span() } else { other.span() },
-            "name the request: `RequestHandler<R>` with one #[request] type",
-        )),
-    }
-}
-
-/// Checks `async`, the receiver and the number of parameters of `on` (types are left to
-/// rustc). A missing `async` is reported, then added.
-fn check_on(imp: &mut ItemImpl, errors: &mut Errors) {
-    for item in &mut imp.items {
-        let ImplItem::Fn(function) = item else { continue };
-        let sig = &mut function.sig;
-        if sig.ident != "on" {
-            continue;
-        }
-        let forgot_async = match &sig.output {
-            syn::ReturnType::Default => true,
-            syn::ReturnType::Type(_, ty) => matches!(&**ty, Type::Path(path)
-                if path.path.segments.last().is_some_and(|last| last.ident == "Result")),
-        };
-        if sig.asyncness.is_none() && forgot_async {
-            errors.push(syn::Error::new(sig.fn_token.span, format!("`on` must be an `async fn`: `{SIGNATURE}`")));
-            sig.asyncness = Some(syn::Token![async](sig.fn_token.span));
-        }
-        match sig.inputs.first() {
-            Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, syn::ReceiverKind::Reference(_, _, None)) => {}
-            Some(first) => errors.push(syn::Error::new(first.span(), format!("`on` takes `&self`: `{SIGNATURE}`"))),
-            None => {
-                errors.push(syn::Error::new(sig.paren_token.span.join(), format!("`on` takes `&self`: `{SIGNATURE}`")))
-            }
-        }
-        if sig.inputs.len() != 3 {
-            errors.push(syn::Error::new(
-                sig.paren_token.span.join(),
-                format!("`on` takes the request and the context: `{SIGNATURE}`"),
-            ));
-        }
-    }
 }

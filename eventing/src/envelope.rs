@@ -126,7 +126,7 @@ impl Envelope {
         self.message().attempt
     }
 
-    /// The listener handling the message; `None` on the sending side.
+    /// The listener (or request handler) handling the message; `None` on the sending side.
     pub fn listener(&self) -> Option<&'static str> {
         self.listener
     }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crate::transport::BoxFuture;
 use crate::{Envelope, FromState, HandlerError, MissingState, State};
 
-/// Runs on every message this bus publishes ([`send`](Self::send)) and around every
-/// delivery it handles ([`handle`](Self::handle)). Both methods have defaults that do
+/// Runs on every message this bus publishes, requests included ([`send`](Self::send)),
+/// and around every delivery it handles, requests included ([`handle`](Self::handle); a
+/// reply is not a publish and runs neither). Both methods have defaults that do
 /// nothing, so an interceptor implements only the side it needs.
 ///
 /// Register one with [`#[interceptor]`](crate::interceptor) (built at start like a

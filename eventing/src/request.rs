@@ -238,12 +238,13 @@ impl RequestHandlerDescriptor {
 
 inventory::collect!(RequestHandlerDescriptor);
 
-/// What a request handler answered: the reply's JSON, or the error text.
-pub(crate) type Answer = Result<Vec<u8>, String>;
+/// What calling a request handler starts: the handler running to the reply's JSON, or, when
+/// the request does not decode as the handler's type, why.
+pub(crate) type Call = Result<BoxFuture<'static, Result<Vec<u8>, HandlerError>>, String>;
 
 /// A request handler with its request type erased: decodes, calls, encodes the reply.
 pub(crate) trait ErasedRequestHandler: Send + Sync {
-    fn call(&self, message: &Message, ctx: Context) -> BoxFuture<'static, Answer>;
+    fn call(&self, message: &Message, ctx: Context) -> Call;
 }
 
 struct TypedRequestHandler<H, R> {
@@ -252,22 +253,16 @@ struct TypedRequestHandler<H, R> {
 }
 
 impl<H: RequestHandler<R>, R: Request> ErasedRequestHandler for TypedRequestHandler<H, R> {
-    fn call(&self, message: &Message, ctx: Context) -> BoxFuture<'static, Answer> {
-        let request = match serde_json::from_slice::<R>(&message.body) {
-            Ok(request) => request,
-            Err(error) => {
-                let text = format!("the request does not decode as `{}`: {error}", type_name::<R>());
-                return Box::pin(std::future::ready(Err(text)));
-            }
-        };
+    fn call(&self, message: &Message, ctx: Context) -> Call {
+        let request = serde_json::from_slice::<R>(&message.body)
+            .map_err(|error| format!("the request does not decode as `{}`: {error}", type_name::<R>()))?;
         let handler = Arc::clone(&self.handler);
-        Box::pin(async move {
-            match handler.on(request, &ctx).await {
-                Ok(reply) => serde_json::to_vec(&reply)
-                    .map_err(|error| format!("the reply `{}` does not encode: {error}", type_name::<R::Reply>())),
-                Err(error) => Err(error.chain_text()),
-            }
-        })
+        Ok(Box::pin(async move {
+            let reply = handler.on(request, &ctx).await?;
+            serde_json::to_vec(&reply).map_err(|error| {
+                HandlerError::msg(format_args!("the reply `{}` does not encode: {error}", type_name::<R::Reply>()))
+            })
+        }))
     }
 }
 

@@ -105,9 +105,8 @@ pub trait Transport: Send + Sync + 'static {
     /// came in time; a reply that comes later, or to a dropped future, is discarded.
     /// Without it, resolves with `None` once the broker confirmed the message.
     ///
-    /// A server replies with [`publish`](Self::publish) to [`Route::Queue`] of the
-    /// request's `reply_to`, with the request's correlation id. The default says the
-    /// transport does not support requests.
+    /// A server replies with [`reply`](Self::reply) to the request's `reply_to`, with the
+    /// request's correlation id. The default says the transport does not support requests.
     fn request<'a>(
         &'a self,
         route: Route<'a>,
@@ -116,6 +115,15 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<Message>, TransportError>> {
         let _ = (route, message, reply_within);
         Box::pin(std::future::ready(Err(TransportError::Unsupported { what: "request/response" })))
+    }
+
+    /// Sends `reply` to a request's `reply_to` address. A reply is best effort: nothing
+    /// retries it (one that does not arrive makes its caller time out, and the request is
+    /// acknowledged either way), so a transport need not wait for the broker's confirm. The
+    /// default publishes it to [`Route::Queue`] of `reply_to` with
+    /// [`publish`](Self::publish).
+    fn reply<'a>(&'a self, reply_to: &'a str, reply: Message) -> BoxFuture<'a, Result<(), TransportError>> {
+        self.publish(Route::Queue(reply_to), reply, Origin::Handler)
     }
 }
 

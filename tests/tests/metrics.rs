@@ -2,13 +2,17 @@
 //! `DebuggingRecorder` as the global recorder (this binary's only test, so nothing else
 //! records into it): what a handled, a retried-then-handled, a dead-lettered and a declined
 //! delivery count, and that retry and dead-letter moves are not counted as published; a
-//! pattern listener's `event` label is the delivered event's name.
+//! pattern listener's `event` label is the delivered event's name. Requests count like
+//! deliveries, with the request name as `event` and the handler as `listener`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use eventing::testing::TestBus;
-use eventing::{Context, HandlerError, Listener, RawEvent, RetryPolicy, event, event_listener};
+use eventing::{
+    Context, HandlerError, Listener, RawEvent, RequestError, RequestHandler, RetryPolicy, event, event_listener,
+    request, request_handler,
+};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use metrics_util::{CompositeKey, MetricKind};
 use serde::{Deserialize, Serialize};
@@ -60,6 +64,22 @@ impl Listener<RawEvent> for Audit {
     }
 }
 
+#[request(name = "metrics.lookup", reply = u64)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lookup {
+    pub key: u64,
+}
+
+#[derive(Default)]
+pub struct Directory;
+
+#[request_handler]
+impl RequestHandler<Lookup> for Directory {
+    async fn on(&self, lookup: Lookup, _ctx: &Context) -> Result<u64, HandlerError> {
+        if lookup.key == 0 { Err(HandlerError::msg("no key 0")) } else { Ok(lookup.key * 2) }
+    }
+}
+
 type Labels = Vec<(String, String)>;
 
 /// Every metric of the snapshot: (kind, name, sorted labels) → value.
@@ -107,6 +127,8 @@ async fn counters_histogram_and_gauge_follow_each_outcome() {
     for kind in ["ok", "flaky", "broken", "skip"] {
         bus.publish(&Job { kind: kind.into() }).await.expect("publish");
     }
+    assert_eq!(bus.bus().request(&Lookup { key: 21 }).await.expect("reply"), 42);
+    assert!(matches!(bus.bus().request(&Lookup { key: 0 }).await, Err(RequestError::Failed { .. })));
     bus.settle().await.expect("settle");
     assert_eq!(bus.dead_letters().len(), 1, "only the broken job is dead-lettered");
     bus.shutdown().await.expect("shutdown");
@@ -149,6 +171,17 @@ async fn counters_histogram_and_gauge_follow_each_outcome() {
     {
         Some(DebugValue::Gauge(in_flight)) => assert_eq!(in_flight.into_inner(), 0.0, "all settled"),
         other => panic!("no in-flight gauge: {other:?} in {metrics:#?}"),
+    }
+
+    let lookup = [("event", "metrics.lookup"), ("listener", "directory")];
+    for outcome in ["ok", "failed"] {
+        let mut pairs = lookup.to_vec();
+        pairs.push(("outcome", outcome));
+        assert_eq!(counter(&metrics, "eventing_handled_total", &pairs), Some(1), "request {outcome}: {metrics:#?}");
+    }
+    match metrics.get(&(MetricKind::Histogram, "eventing_handle_duration_seconds".to_owned(), labels(&lookup))) {
+        Some(DebugValue::Histogram(seconds)) => assert_eq!(seconds.len(), 2, "one per request: {seconds:?}"),
+        other => panic!("no request handle duration: {other:?} in {metrics:#?}"),
     }
 
     eventing::observe::connection_recovered();

@@ -1,7 +1,7 @@
 //! The `opentelemetry` feature: one trace from the first publish through a two-hop chain
 //! (publish A → handle A → publish B → handle B), on the in-memory transport and on
 //! RabbitMQ, recorded by the SDK's in-memory exporter; and a retried delivery's attempts
-//! both continue the publisher's trace.
+//! both continue the publisher's trace; a request's caller and handler are one trace too.
 //!
 //! One subscriber and one exporter serve the whole binary (both are global); each test
 //! runs on its own exchange and picks its spans by `messaging.destination.name`.
@@ -13,13 +13,18 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use eventing::memory::MemoryBroker;
-use eventing::{Builder, Context, HandlerError, Listener, ListenerInfo, event, event_listener};
-use opentelemetry::trace::{SpanId, SpanKind, TracerProvider as _};
+use eventing::{
+    Builder, Context, HandlerError, Listener, ListenerInfo, Request as _, RequestHandler, event, event_listener,
+    request, request_handler,
+};
+use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, TracerProvider as _};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde::{Deserialize, Serialize};
 use support::broker::{delete_scope, reachable_amqp_url};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -75,6 +80,23 @@ impl Listener<Flaky> for FailOnce {
         }
         DONE.lock().unwrap_or_else(PoisonError::into_inner).insert(flaky.run);
         Ok(())
+    }
+}
+
+/// Not `otel.`: the event chain's buses leave it alone.
+#[request(name = "otel_request.lookup", reply = u64)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lookup {
+    pub key: u64,
+}
+
+#[derive(Default)]
+pub struct Directory;
+
+#[request_handler]
+impl RequestHandler<Lookup> for Directory {
+    async fn on(&self, lookup: Lookup, _ctx: &Context) -> Result<u64, HandlerError> {
+        tracing::info_span!("look up").in_scope(|| Ok(lookup.key + 1))
     }
 }
 
@@ -254,5 +276,83 @@ async fn a_retried_delivery_continues_the_trace() {
     assert_eq!(attempts.len(), 2, "both attempts are in the publisher's trace: {spans:#?}");
     for attempt in attempts {
         assert_eq!(attempt.parent_span_id, publish.span_context.span_id(), "{attempt:#?}");
+    }
+}
+
+/// Calls `Lookup` from one bus to another on `builder`'s transport, inside a caller span,
+/// shuts both down and returns the spans of this run's trace.
+async fn run_request(builder: impl Fn() -> Builder, exchange: &str) -> Vec<SpanData> {
+    let (provider, exporter) = telemetry();
+    let start =
+        |serves: bool| builder().exchange(exchange).listeners(move |info| serves && info.event == Lookup::NAME).start();
+    let server = tokio::time::timeout(WAIT, start(true)).await.expect("started in time").expect("server");
+    let caller = tokio::time::timeout(WAIT, start(false)).await.expect("started in time").expect("caller");
+    let checkout = tracing::info_span!("checkout");
+    let reply = tokio::time::timeout(WAIT, caller.request(&Lookup { key: 41 }).instrument(checkout.clone()))
+        .await
+        .expect("replied in time")
+        .expect("reply");
+    assert_eq!(reply, 42);
+    let trace = checkout.context().span().span_context().trace_id();
+    drop(checkout);
+    tokio::time::timeout(WAIT, caller.shutdown()).await.expect("in time").expect("shutdown");
+    tokio::time::timeout(WAIT, server.shutdown()).await.expect("in time").expect("shutdown");
+    provider.force_flush().expect("flush");
+    exporter
+        .get_finished_spans()
+        .expect("finished spans")
+        .into_iter()
+        .filter(|span| span.span_context.trace_id() == trace)
+        .collect()
+}
+
+/// checkout → publish (the request, producer) → process (the handler, consumer, through
+/// the message headers) → the handler's own span.
+fn assert_request_trace(spans: &[SpanData], system: &str, exchange: &str) {
+    let find = |name: &str| {
+        let found: Vec<&SpanData> = spans.iter().filter(|span| span.name == name).collect();
+        assert_eq!(found.len(), 1, "expected one `{name}` span in {spans:#?}");
+        found[0]
+    };
+    let checkout = find("checkout");
+    let publish = find("publish otel_request.lookup");
+    let process = find("process otel_request.lookup");
+    let inner = find("look up");
+    assert_eq!(publish.parent_span_id, checkout.span_context.span_id(), "the request is sent inside the caller's span");
+    assert_eq!(publish.span_kind, SpanKind::Producer);
+    assert_eq!(process.parent_span_id, publish.span_context.span_id(), "the handler continues the request");
+    assert!(process.parent_span_is_remote, "through the request's headers");
+    assert_eq!(process.span_kind, SpanKind::Consumer);
+    assert_eq!(inner.parent_span_id, process.span_context.span_id(), "the handler's span is inside `process`");
+    for span in [publish, process] {
+        assert_eq!(text(span, "messaging.system"), system, "{span:#?}");
+        assert_eq!(text(span, "messaging.destination.name"), exchange, "{span:#?}");
+    }
+    assert_eq!(text(process, "listener"), "directory");
+    assert_eq!(text(process, "messaging.destination.subscription.name"), "request.otel_request.lookup");
+    assert_eq!(text(process, "messaging.message.id"), text(publish, "messaging.message.id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_from_a_request_to_its_handler_on_memory() {
+    let exchange = unique("otel-request-memory");
+    let broker = MemoryBroker::new();
+    let spans = run_request(|| eventing::builder().transport(broker.transport()).service("otel"), &exchange).await;
+    assert_request_trace(&spans, "memory", &exchange);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_from_a_request_to_its_handler_on_rabbitmq() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let name = unique("otel-request-rabbit");
+    let spans = tokio::spawn({
+        let (url, name) = (url.clone(), name.clone());
+        async move { run_request(|| eventing::builder().url(url.clone()).service(name.clone()), &name).await }
+    })
+    .await;
+    delete_scope(&url, &format!("request.{}", Lookup::NAME), &name).await;
+    match spans {
+        Ok(spans) => assert_request_trace(&spans, "rabbitmq", &name),
+        Err(failed) => std::panic::resume_unwind(failed.into_panic()),
     }
 }

@@ -22,6 +22,10 @@ pub(crate) enum Handled {
     Retried,
     DeadLettered,
     Declined,
+    /// A request whose handler failed (the error went back to the caller; never retried).
+    Failed,
+    /// A request that came after its caller gave up, dropped unhandled.
+    Expired,
 }
 
 impl Handled {
@@ -31,6 +35,8 @@ impl Handled {
             Self::Retried => "retried",
             Self::DeadLettered => "dead_lettered",
             Self::Declined => "declined",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
         }
     }
 }

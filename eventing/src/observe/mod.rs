@@ -20,7 +20,9 @@
 //! work too). On delivery it is extracted the same way and becomes the parent of the
 //! `handle` span, so the handler's own spans and everything it publishes continue the
 //! publisher's trace. Retry and dead-letter moves keep the message's headers, so a
-//! retried delivery continues the same trace. Set the propagator and a
+//! retried delivery continues the same trace. A request is injected the same way (its
+//! `publish` span lasts until the reply came) and its handler's `handle` span continues it.
+//! Set the propagator and a
 //! [`tracing-opentelemetry`](https://docs.rs/tracing-opentelemetry) layer at start-up:
 //!
 //! ```rust,ignore
@@ -44,10 +46,13 @@
 //! | name | type | labels | what |
 //! |---|---|---|---|
 //! | `eventing_published_total` | counter | `event` | messages the application and handlers published (confirmed); retry and dead-letter moves are not counted here |
-//! | `eventing_handled_total` | counter | `event`, `listener`, `outcome` | deliveries settled, `outcome` one of `ok`, `retried`, `dead_lettered`, `declined` (a delivery chaos returned unhandled is not counted) |
+//! | `eventing_handled_total` | counter | `event`, `listener`, `outcome` | deliveries settled, `outcome` one of `ok`, `retried`, `dead_lettered`, `declined` (a delivery chaos returned unhandled is not counted); for requests `ok`, `failed`, `expired` |
 //! | `eventing_handle_duration_seconds` | histogram | `event`, `listener` | time from the start of the handle stack to its outcome (settling excluded) |
 //! | `eventing_handlers_in_flight` | gauge | `listener` | deliveries being handled or settled now |
 //! | `eventing_reconnects_total` | counter | | connections recovered by the transport ([`connection_recovered`]) |
+//!
+//! A request handler counts like a listener: the request name is `event`, the handler's
+//! name `listener`. Requests are not counted in `eventing_published_total`.
 //!
 //! Handles are looked up on each use, so the recorder may be installed before or after
 //! the bus starts.

@@ -1,6 +1,9 @@
-//! One listener's consume loop: bounded concurrency, shutdown, and for each delivery the
-//! handle stack (`handle.rs`) followed by the settle decision (`settle.rs`).
+//! The consume loop, one per listener and per request handler: bounded concurrency,
+//! shutdown and drain. What happens to each delivery is the [`Handles`] implementation's:
+//! for a listener ([`Consumer`]) the handle stack (`handle.rs`) followed by the settle
+//! decision (`settle.rs`); for a request handler the serving stack (`serve.rs`).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,9 +12,89 @@ use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::handle::HandleStack;
+use super::handle::{self, HandleStack};
 use super::settle::Settler;
 use crate::transport::{Delivery, Subscription};
+
+/// What the consume loop drives: the whole handling of one delivery, settling included.
+pub(crate) trait Handles: Send + Sync + 'static {
+    /// The listener's (or request handler's) name, for the loop's logs.
+    fn listener(&self) -> &'static str;
+    /// The queue consumed, for the loop's logs.
+    fn queue(&self) -> &str;
+    /// How many deliveries are handled at once.
+    fn concurrency(&self) -> u16;
+    /// Handles `delivery` and settles it with the broker.
+    fn handle(&self, delivery: Delivery) -> impl Future<Output = ()> + Send;
+}
+
+/// Consumes until `stop` is cancelled, then stops taking deliveries, returns the ones not
+/// started to the queue and waits (up to `drain_timeout`) for the ones in flight.
+///
+/// Up to `concurrency` deliveries are handled at once, polled by this task (as
+/// `for_each_concurrent` does): no task spawn per delivery, and with a concurrency of 1
+/// deliveries are handled strictly one after another, in queue order.
+pub(crate) async fn run<H: Handles>(
+    handler: Arc<H>,
+    mut subscription: Box<dyn Subscription>,
+    stop: CancellationToken,
+    drain_timeout: Duration,
+) {
+    let (listener, concurrency) = (handler.listener(), usize::from(handler.concurrency().max(1)));
+    let mut in_flight = FuturesUnordered::new();
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
+    loop {
+        let room = in_flight.len() < concurrency;
+        tokio::select! {
+            biased;
+            () = &mut cancelled => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            next = subscription.next(), if room => match next {
+                Some(Ok(delivery)) => in_flight.push(handler.handle(delivery)),
+                Some(Err(error)) => {
+                    tracing::error!(listener, queue = %handler.queue(), %error, "consuming failed");
+                }
+                None => {
+                    tracing::error!(listener, queue = %handler.queue(), "the broker ended the subscription");
+                    break;
+                }
+            },
+        }
+    }
+    if tokio::time::timeout(drain_timeout, return_unstarted(&*handler, &mut subscription)).await.is_err() {
+        tracing::warn!(
+            listener,
+            queue = %handler.queue(),
+            "the subscription did not end within the shutdown deadline; its deliveries are redelivered later"
+        );
+    }
+    let finish = async { while in_flight.next().await.is_some() {} };
+    if tokio::time::timeout(drain_timeout, finish).await.is_err() {
+        tracing::warn!(
+            listener,
+            queue = %handler.queue(),
+            in_flight = in_flight.len(),
+            timeout = ?drain_timeout,
+            "handlers still running at the shutdown deadline; their messages will be redelivered"
+        );
+    }
+}
+
+/// Cancels the subscription and returns what it had delivered but no handler started.
+async fn return_unstarted(handler: &impl Handles, subscription: &mut Box<dyn Subscription>) {
+    let (listener, queue) = (handler.listener(), handler.queue());
+    if let Err(error) = subscription.cancel().await {
+        tracing::warn!(listener, queue, %error, "cancelling the consumer failed");
+    }
+    while let Some(next) = subscription.next().await {
+        if let Ok(delivery) = next {
+            if let Err(error) = delivery.acker.requeue().await {
+                tracing::warn!(listener, queue, %error, "returning an unstarted delivery failed");
+            }
+        }
+    }
+}
 
 /// Everything one listener's deliveries need.
 pub(crate) struct Consumer {
@@ -20,95 +103,23 @@ pub(crate) struct Consumer {
     pub(crate) concurrency: u16,
 }
 
-impl Consumer {
-    /// Consumes until `stop` is cancelled, then stops taking deliveries, returns the ones
-    /// not started to the queue and waits (up to `drain_timeout`) for the ones in flight.
-    ///
-    /// Up to `concurrency` handlers run at once, polled by this task (as
-    /// `for_each_concurrent` does): no task spawn per delivery, and with a concurrency of 1
-    /// deliveries are handled strictly one after another, in queue order.
-    pub(crate) async fn run(
-        self: Arc<Self>,
-        mut subscription: Box<dyn Subscription>,
-        stop: CancellationToken,
-        drain_timeout: Duration,
-    ) {
-        let mut in_flight = FuturesUnordered::new();
-        let cancelled = stop.cancelled();
-        tokio::pin!(cancelled);
-        loop {
-            let room = in_flight.len() < usize::from(self.concurrency);
-            tokio::select! {
-                biased;
-                () = &mut cancelled => break,
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                next = subscription.next(), if room => match next {
-                    Some(Ok(delivery)) => in_flight.push(self.handle(delivery)),
-                    Some(Err(error)) => {
-                        tracing::error!(listener = self.stack.info.name, queue = %self.settler.queue, %error, "consuming failed");
-                    }
-                    None => {
-                        tracing::error!(listener = self.stack.info.name, queue = %self.settler.queue, "the broker ended the subscription");
-                        break;
-                    }
-                },
-            }
-        }
-        if tokio::time::timeout(drain_timeout, self.return_unstarted(&mut subscription)).await.is_err() {
-            tracing::warn!(
-                listener = self.stack.info.name,
-                queue = %self.settler.queue,
-                "the subscription did not end within the shutdown deadline; its deliveries are redelivered later"
-            );
-        }
-        let finish = async { while in_flight.next().await.is_some() {} };
-        if tokio::time::timeout(drain_timeout, finish).await.is_err() {
-            tracing::warn!(
-                listener = self.stack.info.name,
-                queue = %self.settler.queue,
-                in_flight = in_flight.len(),
-                timeout = ?drain_timeout,
-                "handlers still running at the shutdown deadline; their messages will be redelivered"
-            );
-        }
+impl Handles for Consumer {
+    fn listener(&self) -> &'static str {
+        self.stack.info.name
     }
 
-    /// Cancels the subscription and returns what it had delivered but no handler started.
-    async fn return_unstarted(&self, subscription: &mut Box<dyn Subscription>) {
-        if let Err(error) = subscription.cancel().await {
-            tracing::warn!(listener = self.stack.info.name, queue = %self.settler.queue, %error, "cancelling the consumer failed");
-        }
-        while let Some(next) = subscription.next().await {
-            if let Ok(delivery) = next {
-                if let Err(error) = delivery.acker.requeue().await {
-                    tracing::warn!(listener = self.stack.info.name, queue = %self.settler.queue, %error, "returning an unstarted delivery failed");
-                }
-            }
-        }
+    fn queue(&self) -> &str {
+        &self.settler.queue
+    }
+
+    fn concurrency(&self) -> u16 {
+        self.concurrency
     }
 
     async fn handle(&self, delivery: Delivery) {
         let delivery = self.checked_attempt(delivery);
         let message = Arc::clone(&delivery.message);
-        #[cfg(not(feature = "opentelemetry"))]
-        let span = tracing::info_span!(
-            "handle",
-            event = %message.event_type,
-            listener = self.stack.info.name,
-            message_id = %message.message_id,
-            attempt = message.attempt,
-        );
-        #[cfg(feature = "opentelemetry")]
-        let span = crate::observe::otel::handle_span(
-            &message,
-            &crate::observe::otel::Handling {
-                exchange: &delivery.exchange,
-                routing_key: &delivery.routing_key,
-                queue: &self.settler.queue,
-                listener: self.stack.info.name,
-                system: self.stack.publisher.system(),
-            },
-        );
+        let span = handle::span(&delivery, self.stack.info.name, &self.settler.queue, &self.stack.publisher);
         async {
             #[cfg(feature = "metrics")]
             let _in_flight = crate::observe::metrics::InFlight::start(self.stack.info.name);
@@ -116,7 +127,7 @@ impl Consumer {
             let started = std::time::Instant::now();
             let outcome = self.stack.run(&message, delivery.redelivered).await;
             #[cfg(feature = "metrics")]
-            if !matches!(outcome, super::handle::Outcome::Returned) {
+            if !matches!(outcome, handle::Outcome::Returned) {
                 crate::observe::metrics::handle_duration(&self.stack.info, &message.event_type, started.elapsed());
             }
             self.settler.settle(&self.stack.publisher, delivery, outcome).await;
@@ -124,7 +135,9 @@ impl Consumer {
         .instrument(span)
         .await;
     }
+}
 
+impl Consumer {
     /// A delivery whose attempt header is beyond what the retry policy allows came from
     /// outside (our own retries never exceed it): it is treated as a first attempt rather
     /// than skipping every retry, and logged.

@@ -1,8 +1,10 @@
 //! The handle stack: what happens to one delivery between the consume loop and the
 //! settle decision, as layers from the outside in:
 //!
-//! 1. the `handle` tracing span (event, listener, message id, attempt) — opened by the
-//!    consumer around this stack and the settle decision alike;
+//! 1. the `handle` tracing span (event, listener, message id, attempt; with the
+//!    `opentelemetry` feature a child of the trace context the message carries) — opened by
+//!    the consumer around this stack and the settle decision alike ([`span`], which request
+//!    handlers' deliveries get too);
 //! 2. chaos, when configured: a random delay, a returned delivery or an injected failure;
 //! 3. correlation: the [`Context`] whose publishes continue the delivery's causal chain;
 //! 4. panic capture, around everything inside;
@@ -24,7 +26,36 @@ use crate::envelope::Envelope;
 use crate::interceptor::{Inner, Next};
 use crate::message::Message;
 use crate::registry::{ErasedHandler, Handling};
+use crate::transport::Delivery;
 use crate::{Chaos, Context, HandlerError, ListenerInfo};
+
+/// The `handle` span of `delivery` from `queue` to `listener`: event, listener, message id
+/// and attempt; with the `opentelemetry` feature also the messaging conventions' fields,
+/// and a child of the trace context the message's headers carry.
+#[cfg_attr(not(feature = "opentelemetry"), allow(unused_variables))]
+pub(crate) fn span(delivery: &Delivery, listener: &'static str, queue: &str, publisher: &Publisher) -> tracing::Span {
+    let message = &delivery.message;
+    #[cfg(not(feature = "opentelemetry"))]
+    let span = tracing::info_span!(
+        "handle",
+        event = %message.event_type,
+        listener,
+        message_id = %message.message_id,
+        attempt = message.attempt,
+    );
+    #[cfg(feature = "opentelemetry")]
+    let span = crate::observe::otel::handle_span(
+        message,
+        &crate::observe::otel::Handling {
+            exchange: &delivery.exchange,
+            routing_key: &delivery.routing_key,
+            queue,
+            listener,
+            system: publisher.system(),
+        },
+    );
+    span
+}
 
 /// What handling one delivery came to.
 pub(crate) enum Outcome {

@@ -8,6 +8,7 @@ mod plan;
 mod publisher;
 mod requests;
 mod schedule;
+mod serve;
 mod settings;
 mod settle;
 
@@ -459,7 +460,7 @@ async fn launch(
             prefetch = listener.prefetch,
             "listening"
         );
-        consumers.push(tokio::spawn(consumer.run(subscription, stop.child_token(), shutdown_timeout)));
+        consumers.push(tokio::spawn(consumer::run(consumer, subscription, stop.child_token(), shutdown_timeout)));
     }
     Ok(Shared {
         publisher,

@@ -1,6 +1,8 @@
 //! The send stack: event → message → interceptors' `send` → transport, with confirms.
 //! Every message the bus publishes goes through it: the application's publishes, handlers'
-//! follow-ups, and the runtime's moves of failed messages to retry and dead-letter queues.
+//! follow-ups, the runtime's moves of failed messages to retry and dead-letter queues, and
+//! requests (`requests.rs`, which then wait for the reply). Replies do not: they answer a
+//! delivery (`serve.rs`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -209,15 +211,19 @@ impl Publisher {
         message: Message,
         origin: Origin,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
-        let message = if self.interceptors.is_empty() {
-            message
-        } else {
-            let mut envelope = Envelope::outgoing(message);
-            for interceptor in self.interceptors.iter() {
-                interceptor.send(&mut envelope);
-            }
-            envelope.into_message()
-        };
-        self.transport.publish(route, message, origin)
+        self.transport.publish(route, self.intercept(message), origin)
+    }
+
+    /// The interceptors' `send` on `message`, in the publishing task (also for requests,
+    /// which then go to [`Transport::request`](crate::transport::Transport::request)).
+    pub(crate) fn intercept(&self, message: Message) -> Message {
+        if self.interceptors.is_empty() {
+            return message;
+        }
+        let mut envelope = Envelope::outgoing(message);
+        for interceptor in self.interceptors.iter() {
+            interceptor.send(&mut envelope);
+        }
+        envelope.into_message()
     }
 }

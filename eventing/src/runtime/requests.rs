@@ -1,6 +1,11 @@
 //! Requests at run time: what `#[request]` and `#[request_handler]` registered (checked at
 //! start), the request queues in the topology, the client behind `Bus::request`/`send`
-//! and `Context::request`/`send`, and one serving loop per request handler.
+//! and `Context::request`/`send`, and one consume loop per request handler (serving each
+//! request is `serve.rs`).
+//!
+//! A request leaves through the send stack like an event: its span (`publish`, with the
+//! `opentelemetry` feature the trace context written into its headers), then the
+//! interceptors' `send`, then the transport.
 //!
 //! Wire: a request is published to the bus's exchange with its name as routing key,
 //! `mandatory` (no queue: [`RequestError::NoHandler`]), with `reply_to` (set by the
@@ -11,26 +16,21 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Publisher;
-use super::handle::panic_message;
+use super::serve::Server;
+use super::{Publisher, consumer};
 use crate::message::{HeaderValue, Headers, JSON, Message, header, unix_millis};
 use crate::registry::ordered;
 use crate::request::{
     ErasedRequestHandler, REQUEST_QUEUE_PREFIX, Request, RequestDescriptor, RequestError, RequestHandlerDescriptor,
 };
-use crate::transport::{
-    BindingSpec, Delivery, Origin, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, TransportError,
-};
-use crate::{Context, Error, Registry, State, naming};
+use crate::transport::{BindingSpec, QueueLifetime, QueueRole, QueueSpec, Route, Topology, TransportError};
+use crate::{Error, Registry, State, naming};
 
 /// The queue every handler of request `name` consumes.
 pub(crate) fn request_queue(name: &str) -> String {
@@ -165,13 +165,13 @@ impl RequestPlan {
                 "serving requests"
             );
             let server = Arc::new(Server {
-                request: descriptor.request,
-                handler_type: (descriptor.rust_type)(),
+                info: descriptor.info(),
                 handler,
                 publisher: Arc::clone(publisher),
+                queue: queue.name,
                 concurrency,
             });
-            tasks.push(tokio::spawn(server.run(subscription, stop.child_token(), drain_timeout)));
+            tasks.push(tokio::spawn(consumer::run(server, subscription, stop.child_token(), drain_timeout)));
         }
         Ok(tasks)
     }
@@ -241,9 +241,22 @@ impl RequestClient {
         }
         // The correlation id is the message id: unique per call, so replies match calls even
         // when one handler sends several requests (its chain travels in `x-eventing-chain-id`).
-        let message = Message {
+        let message_id = uuid::Uuid::new_v4().to_string();
+        #[cfg(not(feature = "opentelemetry"))]
+        let span = tracing::debug_span!("publish", event = name, message_id = %message_id);
+        #[cfg(feature = "opentelemetry")]
+        let span = crate::observe::otel::publish_span(
+            name,
+            &message_id,
+            &message_id,
+            publisher.exchange(),
+            publisher.system(),
+        );
+        #[cfg(feature = "opentelemetry")]
+        let headers = crate::observe::otel::inject(&span, headers);
+        let message = publisher.intercept(Message {
             body,
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id,
             correlation_id: None,
             causation_id: cause.map(|cause| cause.message_id.clone()),
             event_type: Cow::Borrowed(name),
@@ -255,8 +268,7 @@ impl RequestClient {
             headers,
             reply_to: None,
             expiration: within,
-        };
-        let span = tracing::debug_span!("request", request = name, message_id = %message.message_id);
+        });
         let route = Route::Exchange { exchange: publisher.exchange(), routing_key: name };
         let call = publisher.transport().request(route, message, within).instrument(span);
         // The timeout bounds the whole call (connecting, publishing, waiting), not only the
@@ -275,140 +287,5 @@ impl RequestClient {
             }),
             () = self.stop.cancelled() => Err(RequestError::ShutDown { request: name.to_owned() }),
         }
-    }
-}
-
-/// One request handler's serving loop.
-struct Server {
-    request: &'static str,
-    handler_type: &'static str,
-    handler: Arc<dyn ErasedRequestHandler>,
-    publisher: Arc<Publisher>,
-    concurrency: u16,
-}
-
-impl Server {
-    /// Serves until `stop`, then returns the deliveries not started and waits (up to
-    /// `drain_timeout`) for the ones in flight, whose replies still go out.
-    async fn run(
-        self: Arc<Self>,
-        mut subscription: Box<dyn Subscription>,
-        stop: CancellationToken,
-        drain_timeout: Duration,
-    ) {
-        let mut in_flight = FuturesUnordered::new();
-        let cancelled = stop.cancelled();
-        tokio::pin!(cancelled);
-        loop {
-            let room = in_flight.len() < usize::from(self.concurrency);
-            tokio::select! {
-                biased;
-                () = &mut cancelled => break,
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-                next = subscription.next(), if room => match next {
-                    Some(Ok(delivery)) => in_flight.push(self.handle(delivery)),
-                    Some(Err(error)) => tracing::error!(request = self.request, %error, "consuming requests failed"),
-                    None => {
-                        tracing::error!(request = self.request, "the broker ended the request subscription");
-                        break;
-                    }
-                },
-            }
-        }
-        let unstarted = async {
-            if let Err(error) = subscription.cancel().await {
-                tracing::warn!(request = self.request, %error, "cancelling the request consumer failed");
-            }
-            while let Some(next) = subscription.next().await {
-                if let Ok(delivery) = next {
-                    let _ = delivery.acker.requeue().await;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(drain_timeout, unstarted).await;
-        let finish = async { while in_flight.next().await.is_some() {} };
-        if tokio::time::timeout(drain_timeout, finish).await.is_err() {
-            tracing::warn!(request = self.request, "request handlers still running at the shutdown deadline");
-        }
-    }
-
-    async fn handle(&self, delivery: Delivery) {
-        let message = Arc::clone(&delivery.message);
-        let span = tracing::info_span!("serve", request = self.request, handler = self.handler_type, message_id = %message.message_id);
-        async {
-            if let Some(deadline) = message.headers.get(header::DEADLINE).and_then(HeaderValue::as_int) {
-                let late = unix_millis(SystemTime::now()) - deadline;
-                if late > 0 {
-                    tracing::warn!(late_ms = late, "dropping an expired request unhandled: its caller gave up");
-                    settle(delivery).await;
-                    return;
-                }
-            }
-            // Follow-ups continue the caller's chain, not the request's own correlation.
-            let for_handler = match message.header_text(header::CHAIN_ID) {
-                Some(chain) => {
-                    let mut copy = (*message).clone();
-                    copy.correlation_id = Some(chain.to_owned());
-                    Arc::new(copy)
-                }
-                None => Arc::clone(&message),
-            };
-            let ctx = Context::new(Arc::clone(&self.publisher), for_handler, self.handler_type, delivery.redelivered);
-            let answer = AssertUnwindSafe(self.handler.call(&message, ctx))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(format!("handler panicked: {}", panic_message(panic.as_ref()))));
-            match &message.reply_to {
-                Some(reply_to) => self.reply(reply_to, &message, answer).await,
-                None => {
-                    if let Err(error) = answer {
-                        tracing::error!(%error, "a sent request failed; sends are not retried and nobody waits for a reply");
-                    }
-                }
-            }
-            settle(delivery).await;
-        }
-        .instrument(span)
-        .await;
-    }
-
-    async fn reply(&self, reply_to: &str, request: &Message, answer: Result<Vec<u8>, String>) {
-        let mut headers = Headers::new();
-        let body = match answer {
-            Ok(body) => body,
-            Err(error) => {
-                tracing::warn!(%error, "request failed; replying with the error");
-                let body = serde_json::to_vec(&serde_json::json!({ "error": error })).unwrap_or_default();
-                headers.insert(header::ERROR.to_owned(), HeaderValue::Text(error));
-                body
-            }
-        };
-        let reply = Message {
-            body,
-            message_id: uuid::Uuid::new_v4().to_string(),
-            // The caller matches on this: the request's correlation id (its message id when
-            // it had none, as a plain AMQP client may send).
-            correlation_id: Some(request.chain_id().to_owned()),
-            causation_id: Some(request.message_id.clone()),
-            event_type: Cow::Borrowed(self.request),
-            content_type: Some(Cow::Borrowed(JSON)),
-            timestamp: SystemTime::now(),
-            app_id: Some(Arc::clone(self.publisher.app_id())),
-            persistent: false,
-            attempt: 1,
-            headers,
-            reply_to: None,
-            expiration: None,
-        };
-        if let Err(error) = self.publisher.transport().publish(Route::Queue(reply_to), reply, Origin::Handler).await {
-            tracing::warn!(%error, reply_to, "the reply could not be sent (has the caller gone?)");
-        }
-    }
-}
-
-/// Requests are never retried: every delivery is acknowledged once answered or dropped.
-async fn settle(delivery: Delivery) {
-    if let Err(error) = delivery.acker.ack().await {
-        tracing::warn!(%error, "acknowledging a request failed; it may be delivered again");
     }
 }

@@ -12,7 +12,10 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use eventing::{Builder, Bus, Context, HandlerError, Request, RequestError, RequestHandler, request, request_handler};
+use eventing::{
+    Builder, Bus, Context, Envelope, HandlerError, Interceptor, Next, Request, RequestError, RequestHandler, request,
+    request_handler,
+};
 use serde::{Deserialize, Serialize};
 
 /// A broker to run the suite on.
@@ -359,6 +362,89 @@ pub async fn context_requests_from_a_handler(backend: impl Backend) {
     backend.cleanup(&exchange, &queues(&[DoubleAdd::NAME, Add::NAME])).await;
 }
 
+// --- interceptors run on requests, on both sides ---------------------------------------
+
+tokio::task_local! {
+    static TENANT: String;
+}
+
+/// DESIGN.md's tenant propagation, given to the builder (a registered one would run on
+/// every bus of the suite), recording what its `handle` saw.
+struct TenantPropagation;
+
+impl Interceptor for TenantPropagation {
+    fn send(&self, envelope: &mut Envelope) {
+        if let Ok(tenant) = TENANT.try_with(Clone::clone) {
+            envelope.set("tenant", tenant);
+        }
+    }
+
+    async fn handle(&self, envelope: &Envelope, next: Next<'_>) -> Result<(), HandlerError> {
+        let tenant = envelope.get("tenant").unwrap_or("none").to_owned();
+        HANDLED_BY_INTERCEPTOR.lock().unwrap_or_else(PoisonError::into_inner).push(format!(
+            "{} for {} in {}",
+            envelope.event_name(),
+            tenant,
+            envelope.listener().unwrap_or("?")
+        ));
+        TENANT.scope(tenant, next.run()).await
+    }
+}
+
+/// What `TenantPropagation::handle` saw: `<request> for <tenant> in <handler>`.
+static HANDLED_BY_INTERCEPTOR: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[request(name = "reqsuite.whoami", reply = String)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {}
+
+#[derive(Default)]
+pub struct WhoAmIHandler;
+
+#[request_handler]
+impl RequestHandler<WhoAmI> for WhoAmIHandler {
+    async fn on(&self, _request: WhoAmI, _ctx: &Context) -> Result<String, HandlerError> {
+        Ok(TENANT.try_with(Clone::clone).unwrap_or_else(|_| "no interceptor ran".to_owned()))
+    }
+}
+
+pub async fn interceptors_see_requests_on_both_sides(backend: impl Backend) {
+    let exchange = exchange("intercepted");
+    let intercepted = |serves: &'static [&'static str]| {
+        backend
+            .builder()
+            .exchange(&exchange)
+            .service("reqsuite")
+            .interceptor(TenantPropagation)
+            .listeners(move |info| serves.contains(&info.event))
+            .start()
+    };
+    let server = intercepted(&[WhoAmI::NAME]).await.expect("server starts");
+    let caller = intercepted(&[]).await.expect("caller starts");
+    let run = WhoAmI {};
+    let tenant = TENANT.scope("acme".to_owned(), caller.request(&run)).await.expect("reply");
+    assert_eq!(tenant, "acme", "the caller's task-local reached the request handler");
+    let tenant = caller.request(&run).await.expect("reply");
+    assert_eq!(tenant, "none", "no tenant on the caller: the interceptor's default");
+    TENANT.scope("globex".to_owned(), caller.send(&run)).await.expect("sent");
+    let expected = [
+        "reqsuite.whoami for acme in who_am_i_handler",
+        "reqsuite.whoami for none in who_am_i_handler",
+        "reqsuite.whoami for globex in who_am_i_handler",
+    ];
+    let started = Instant::now();
+    while HANDLED_BY_INTERCEPTOR.lock().unwrap_or_else(PoisonError::into_inner).len() < expected.len()
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = std::mem::take(&mut *HANDLED_BY_INTERCEPTOR.lock().unwrap_or_else(PoisonError::into_inner));
+    assert_eq!(seen, expected, "the server's interceptor handled every request and the send");
+    caller.shutdown().await.expect("shutdown");
+    server.shutdown().await.expect("shutdown");
+    backend.cleanup(&exchange, &queues(&[WhoAmI::NAME])).await;
+}
+
 /// Expands one `#[tokio::test]` per suite test, each with a fresh backend from `$backend`
 /// (an `async fn() -> Option<B>`; `None` skips).
 #[macro_export]
@@ -373,6 +459,7 @@ macro_rules! request_suite {
             shutdown_fails_pending_requests,
             send_is_handled_once,
             context_requests_from_a_handler,
+            interceptors_see_requests_on_both_sides,
         );
     };
     (@tests $backend:ident: $($test:ident),* $(,)?) => {
