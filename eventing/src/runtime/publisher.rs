@@ -153,7 +153,7 @@ impl Publisher {
         if self.is_closed() {
             return Err(Error::ShutDown);
         }
-        let message_id = uuid::Uuid::new_v4().to_string();
+        let message_id = crate::message::new_message_id();
         // A message that starts a chain is its own correlation: `Message::chain_id` (and the
         // wire encoding) use its message id.
         let correlation_id = cause.map(|cause| cause.chain_id().to_owned());

@@ -241,7 +241,7 @@ impl RequestClient {
         }
         // The correlation id is the message id: unique per call, so replies match calls even
         // when one handler sends several requests (its chain travels in `x-eventing-chain-id`).
-        let message_id = uuid::Uuid::new_v4().to_string();
+        let message_id = crate::message::new_message_id();
         #[cfg(not(feature = "opentelemetry"))]
         let span = tracing::debug_span!("publish", event = name, message_id = %message_id);
         #[cfg(feature = "opentelemetry")]

@@ -173,7 +173,7 @@ impl Server {
         };
         let reply = Message {
             body,
-            message_id: uuid::Uuid::new_v4().to_string(),
+            message_id: crate::message::new_message_id(),
             // The caller matches on this: the request's correlation id (its message id when
             // it had none, as a plain AMQP client may send).
             correlation_id: Some(request.chain_id().to_owned()),
