@@ -11,11 +11,11 @@
 //! spawned task (the way a service runs it), and with minimal properties.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
 use eventing_amqp::{AmqpOptions, AmqpTransport};
+use eventing_examples::{Progress, status_kib};
 use futures_util::{StreamExt, TryStreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -24,7 +24,6 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -49,21 +48,6 @@ fn order(n: u64) -> OrderSettled {
         amount_cents: 10_000 + n % 90_000,
         currency: "EUR".into(),
         settled_at: "2026-11-23T20:00:00Z".into(),
-    }
-}
-
-#[derive(Default)]
-struct Progress {
-    handled: AtomicU64,
-    target: AtomicU64,
-    done: Notify,
-}
-
-impl Progress {
-    fn handled_one(&self) {
-        if self.handled.fetch_add(1, Ordering::Relaxed) + 1 == self.target.load(Ordering::Relaxed) {
-            self.done.notify_one();
-        }
     }
 }
 
@@ -249,7 +233,7 @@ async fn with_eventing(url: &str, messages: u64, stamp: &str) -> Result<(f64, f6
     let service = format!("bench-eventing-{stamp}");
     let exchange = format!("bench-eventing-{stamp}");
     let progress = Arc::new(Progress::default());
-    progress.target.store(messages, Ordering::Relaxed);
+    progress.expect(messages);
     let configured = || {
         eventing::builder()
             .url(url.to_owned())
@@ -291,11 +275,6 @@ async fn with_eventing(url: &str, messages: u64, stamp: &str) -> Result<(f64, f6
     Ok((publish, consume))
 }
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find(|line| line.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[allow(clippy::print_stdout)] // the benchmark's report is its output
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
@@ -321,7 +300,7 @@ async fn main() -> Result<(), BoxError> {
     println!("raw_lapin_minimal_properties_consume_msgs_per_s={minimal_consume:.0}");
     println!("publish_ratio_vs_minimal={:.2}", publish / minimal_publish);
     println!("consume_ratio_vs_minimal={:.2}", consume / minimal_consume);
-    if let Some(peak) = peak_rss_kib() {
+    if let Some(peak) = status_kib("VmHWM:") {
         println!("peak_rss_kib={peak}");
     }
     Ok(())

@@ -13,14 +13,13 @@
 //! `cargo run --release --example bench_fanout -- [--messages 100000] [--backlog 100000] [--url amqp://...]`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
 use eventing_amqp::{AmqpOptions, AmqpTransport};
+use eventing_examples::{Progress, status_kib};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -38,27 +37,6 @@ pub struct FanoutTick {
 pub struct BacklogItem {
     pub sequence: u64,
     pub account: String,
-}
-
-/// Deliveries handled, across every listener, and when to signal the end.
-#[derive(Default)]
-struct Progress {
-    handled: AtomicU64,
-    target: AtomicU64,
-    done: Notify,
-}
-
-impl Progress {
-    fn expect(&self, total: u64) {
-        self.handled.store(0, Ordering::Relaxed);
-        self.target.store(total, Ordering::Relaxed);
-    }
-
-    fn handled_one(&self) {
-        if self.handled.fetch_add(1, Ordering::Relaxed) + 1 == self.target.load(Ordering::Relaxed) {
-            self.done.notify_one();
-        }
-    }
 }
 
 /// Fifty listener types of `FanoutTick`, named `fan01` … `fan50`.
@@ -119,13 +97,7 @@ fn fan_number(name: &str) -> Option<usize> {
 
 /// Resident memory now, in KiB (Linux).
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?.to_owned();
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
+    status_kib("VmRSS:").unwrap_or(0)
 }
 
 struct FanoutRun {

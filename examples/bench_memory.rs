@@ -11,12 +11,11 @@
 //! `cargo run --release --example bench_memory [--features count-allocations] [-- --messages N]`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
+use eventing_examples::{Progress, status_kib};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 
 #[cfg(feature = "count-allocations")]
 #[global_allocator]
@@ -47,13 +46,6 @@ pub struct Tick {
     pub amount_cents: i64,
 }
 
-#[derive(Default)]
-struct Progress {
-    handled: AtomicU64,
-    target: AtomicU64,
-    done: Notify,
-}
-
 pub struct Count {
     progress: Arc<Progress>,
 }
@@ -68,19 +60,9 @@ impl FromState for Count {
 impl Listener<Tick> for Count {
     async fn on(&self, tick: Tick, _ctx: &Context) -> Result<(), HandlerError> {
         std::hint::black_box(tick);
-        let handled = self.progress.handled.fetch_add(1, Ordering::Relaxed) + 1;
-        if handled == self.progress.target.load(Ordering::Relaxed) {
-            self.progress.done.notify_one();
-        }
+        self.progress.handled_one();
         Ok(())
     }
-}
-
-/// Peak resident set size in KiB (Linux), from /proc/self/status.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The reference: serde_json bodies through a bounded `mpsc` channel, publisher and
@@ -128,11 +110,11 @@ fn messages_from_args() -> u64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let messages = messages_from_args();
     let progress = Arc::new(Progress::default());
-    progress.target.store(messages, Ordering::Relaxed);
+    progress.expect(messages);
     let broker = eventing::memory::MemoryBroker::new();
     let bus = eventing::builder().transport(broker.transport()).state(Arc::clone(&progress)).start().await?;
 
-    let rss_before = peak_rss_kib();
+    let rss_before = status_kib("VmHWM:");
     let done = progress.done.notified();
     tokio::pin!(done);
     done.as_mut().enable();
@@ -154,7 +136,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = started.elapsed();
     let allocated = per_event(allocations_before, messages);
     bus.shutdown().await?;
-    let peak = peak_rss_kib();
+    let peak = status_kib("VmHWM:");
     // The reference runs second, on the same runtime, so that its allocations do not
     // change the allocator's state under eventing's run.
     let (reference, reference_allocated) = bare_channel(messages).await?;
