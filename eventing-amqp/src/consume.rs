@@ -2,6 +2,11 @@
 //! eventing's, restarted by its link on every new connection (it implements the link's
 //! [`Restore`]); after a connection lapin dropped on an unreadable frame, the unreadable
 //! messages are dead-lettered first (`rescue`).
+//!
+//! The runtime's consume loop polls lapin's consumer itself (through [`AmqpSubscription`]):
+//! a delivery wakes the task that handles it, with no forwarding task in between (one task
+//! hop less per delivery, as a hand-written consumer has). Each start on a new channel hands
+//! the subscription its new consumer.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use eventing::transport::{Acker, BoxFuture, Delivery, QueueLifetime, QueueSpec, Subscription, TransportError};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer};
@@ -21,7 +26,15 @@ use crate::link::{Restore, Resume, Session};
 use crate::rescue::{self, Target};
 use crate::util::{lock, other};
 
-type DeliverySender = mpsc::UnboundedSender<Result<Delivery, TransportError>>;
+/// A consumer started on a channel, on its way to the subscription.
+struct Started {
+    consumer: Consumer,
+    /// The channel's generation in the ack batcher.
+    generation: u64,
+    session: Weak<Session>,
+}
+
+type ConsumerSender = mpsc::UnboundedSender<Started>;
 
 /// One consumer as the link knows it, so it can start it again on a new connection.
 pub(crate) struct ConsumerSlot {
@@ -30,8 +43,8 @@ pub(crate) struct ConsumerSlot {
     tag: String,
     /// Where unreadable messages of the queue go.
     rescue: Target,
-    /// `None` once cancelled: not restarted, and the stream ends when the pump stops.
-    deliveries: Mutex<Option<DeliverySender>>,
+    /// `None` once cancelled: not restarted, and the stream ends with the current consumer.
+    consumers: Mutex<Option<ConsumerSender>>,
     channel: Mutex<Option<Channel>>,
     pub(crate) acks: Arc<AckBatcher>,
     /// Set once the runtime cancelled (or dropped) the subscription: a consumer that ends
@@ -41,7 +54,7 @@ pub(crate) struct ConsumerSlot {
 
 impl ConsumerSlot {
     pub(crate) fn new(queue: QueueSpec, prefetch: u16, tag: String, rescue: Target) -> (Arc<Self>, AmqpSubscription) {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, consumers) = mpsc::unbounded_channel();
         let acks = Arc::new(AckBatcher::default());
         tokio::spawn(Arc::clone(&acks).run_flusher());
         let slot = Arc::new(Self {
@@ -49,19 +62,20 @@ impl ConsumerSlot {
             prefetch,
             tag,
             rescue,
-            deliveries: Mutex::new(Some(sender)),
+            consumers: Mutex::new(Some(sender)),
             channel: Mutex::new(None),
             acks,
             cancelled: Arc::default(),
         });
-        let subscription = AmqpSubscription { receiver, slot: Arc::clone(&slot) };
+        let subscription =
+            AmqpSubscription { consumers, current: None, repeats: Repeats::default(), slot: Arc::clone(&slot) };
         (slot, subscription)
     }
 
-    /// Opens a channel with this consumer's prefetch and consumes on it; a pump task
-    /// forwards the deliveries until that channel or connection ends.
+    /// Opens a channel with this consumer's prefetch, consumes on it and hands the consumer
+    /// to the subscription, which reads it until that channel or connection ends.
     async fn start(&self, session: &Arc<Session>) -> Result<(), TransportError> {
-        if lock(&self.deliveries).is_none() {
+        if lock(&self.consumers).is_none() {
             return Ok(());
         }
         let channel = session.connection.create_channel().await.map_err(|error| other("opening a channel", error))?;
@@ -80,27 +94,21 @@ impl ConsumerSlot {
             .map_err(|error| crate::topology::declare_error(&format!("queue `{}`", self.queue.name), error))?;
         // Cancelled while this start was under way (a shutdown racing a reconnect), or a
         // newer connection already took over: give the new consumer up again.
-        let sender = lock(&self.deliveries).clone();
+        let sender = lock(&self.consumers).clone();
         let generation = sender.as_ref().and_then(|_| self.acks.consuming_on(channel.clone(), session.generation));
         let (Some(sender), Some(generation)) = (sender, generation) else {
             let _ = channel.close(200, "consumer no longer wanted".into()).await;
             return Ok(());
         };
         *lock(&self.channel) = Some(channel);
-        let pump = Pump {
-            sender,
-            acks: Arc::clone(&self.acks),
-            generation,
-            queue: self.queue.name.clone(),
-            cancelled: Arc::clone(&self.cancelled),
-        };
-        tokio::spawn(pump.run(consumer, Arc::downgrade(session)));
+        // Fails only when the subscription is gone, which closes the channel anyway.
+        let _ = sender.send(Started { consumer, generation, session: Arc::downgrade(session) });
         Ok(())
     }
 
     /// Dead-letters what lapin could not read, then consumes again on `session`.
     async fn resume(&self, session: &Arc<Session>, resume: Resume) -> Result<(), TransportError> {
-        if resume == Resume::AfterUnreadableFrame && lock(&self.deliveries).is_some() {
+        if resume == Resume::AfterUnreadableFrame && lock(&self.consumers).is_some() {
             if self.queue.lifetime == QueueLifetime::Exclusive {
                 // An exclusive queue went with the connection lapin dropped, and the message
                 // with it (as everything in such a queue does on any connection loss).
@@ -115,7 +123,7 @@ impl ConsumerSlot {
 
     async fn cancel(&self) -> Result<(), TransportError> {
         self.cancelled.store(true, Ordering::Release);
-        lock(&self.deliveries).take();
+        lock(&self.consumers).take();
         let channel = lock(&self.channel).clone();
         match channel {
             Some(channel) if channel.status().connected() => channel
@@ -130,46 +138,6 @@ impl ConsumerSlot {
 impl Restore for ConsumerSlot {
     fn restore<'a>(&'a self, session: &'a Arc<Session>, resume: Resume) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(self.resume(session, resume))
-    }
-}
-
-/// Forwards one channel's deliveries to the subscription.
-struct Pump {
-    sender: DeliverySender,
-    acks: Arc<AckBatcher>,
-    generation: u64,
-    queue: String,
-    cancelled: Arc<AtomicBool>,
-}
-
-impl Pump {
-    async fn run(self, mut consumer: Consumer, session: Weak<Session>) {
-        let mut repeats = Repeats::default();
-        while let Some(next) = consumer.next().await {
-            match next {
-                Ok(delivery) => {
-                    let delivery = convert_delivery(delivery, &self.acks, self.generation, &mut repeats);
-                    if self.sender.send(Ok(delivery)).is_err() {
-                        return;
-                    }
-                }
-                Err(error) => {
-                    tracing::debug!(queue = %self.queue, %error, "consumer stopped with its channel");
-                    break;
-                }
-            }
-        }
-        if self.cancelled.load(Ordering::Acquire) || self.sender.is_closed() {
-            return;
-        }
-        // The consumer ended but nobody cancelled it: the connection went, or the broker
-        // cancelled it (queue deleted, consumer timeout) or closed its channel. Mark the
-        // connection lost: the link then reconnects, declares the topology again and restarts
-        // every consumer, this one included (one recovery path for every kind of loss).
-        if let Some(session) = session.upgrade().filter(|session| session.is_alive()) {
-            tracing::warn!(queue = %self.queue, "a consumer ended unasked; reconnecting to restore it");
-            session.mark_broken();
-        }
     }
 }
 
@@ -196,15 +164,69 @@ fn convert_delivery(
 
 /// The stream the runtime reads; it survives reconnects.
 pub(crate) struct AmqpSubscription {
-    receiver: mpsc::UnboundedReceiver<Result<Delivery, TransportError>>,
+    /// Each consumer the slot starts, one per channel.
+    consumers: mpsc::UnboundedReceiver<Started>,
+    /// The consumer read now; `None` between a lost channel and the next start.
+    current: Option<Started>,
+    repeats: Repeats,
     slot: Arc<ConsumerSlot>,
+}
+
+impl AmqpSubscription {
+    /// The current consumer ended: on purpose (cancelled), or because its channel or
+    /// connection went, or the broker cancelled it (queue deleted, consumer timeout). In the
+    /// last cases the connection is marked lost: the link then reconnects, declares the
+    /// topology again and restarts every consumer, this one included (one recovery path for
+    /// every kind of loss).
+    fn consumer_ended(&mut self) {
+        let Some(ended) = self.current.take() else { return };
+        if self.slot.cancelled.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(session) = ended.session.upgrade().filter(|session| session.is_alive()) {
+            tracing::warn!(queue = %self.slot.queue.name, "a consumer ended unasked; reconnecting to restore it");
+            session.mark_broken();
+        }
+    }
 }
 
 impl Stream for AmqpSubscription {
     type Item = Result<Delivery, TransportError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.receiver.poll_recv(cx)
+        let this = &mut *self;
+        loop {
+            // A newer consumer replaces the current one: the old channel is gone and the
+            // broker requeued what it had delivered (its acks would be ignored anyway).
+            let no_more_consumers = match this.consumers.poll_recv(cx) {
+                Poll::Ready(Some(started)) => {
+                    this.current = Some(started);
+                    continue;
+                }
+                Poll::Ready(None) => true,
+                Poll::Pending => false,
+            };
+            let Some(current) = this.current.as_mut() else {
+                return if no_more_consumers || this.slot.cancelled.load(Ordering::Acquire) {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                };
+            };
+            match Pin::new(&mut current.consumer).poll_next(cx) {
+                Poll::Ready(Some(Ok(delivery))) => {
+                    let generation = current.generation;
+                    let delivery = convert_delivery(delivery, &this.slot.acks, generation, &mut this.repeats);
+                    return Poll::Ready(Some(Ok(delivery)));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::debug!(queue = %this.slot.queue.name, %error, "consumer stopped with its channel");
+                    this.consumer_ended();
+                }
+                Poll::Ready(None) => this.consumer_ended(),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -218,7 +240,7 @@ impl Drop for AmqpSubscription {
     fn drop(&mut self) {
         // The runtime drops a subscription after its handlers finished: send their acks.
         self.slot.cancelled.store(true, Ordering::Release);
-        lock(&self.slot.deliveries).take();
+        lock(&self.slot.consumers).take();
         let acks = Arc::clone(&self.slot.acks);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { acks.close().await });
