@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use eventing::message::Message;
 use eventing::transport::{BoxFuture, Settle, TransportError, ready};
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use tokio::sync::Notify;
@@ -156,6 +157,13 @@ impl AckBatcher {
         }
     }
 
+    /// The channel the deliveries of `generation` came on, while it is open and current.
+    fn channel_of(&self, generation: u64) -> Option<lapin::Channel> {
+        let state = self.state();
+        let channel = state.channel.as_ref().filter(|_| state.generation == generation && !state.closed)?;
+        channel.status().connected().then(|| channel.clone())
+    }
+
     fn finished(&self, generation: u64, tag: u64, acker: lapin::Acker) {
         {
             let mut state = self.state();
@@ -237,6 +245,29 @@ impl Settle for BatchedAcker {
             }
         })
     }
+
+    /// On the consuming channel, as a hand-written server replies: the reply leaves through
+    /// the socket the request came in on, with no other connection's task in between. Under a
+    /// memory alarm the broker blocks this connection once it publishes (its acks wait with
+    /// it); a reply could not go out on any connection then, and nothing is lost. A channel
+    /// that is gone (a reconnect since the delivery) leaves the reply to the transport.
+    fn reply<'a>(
+        &'a self,
+        reply_to: &'a str,
+        reply: &'a Message,
+    ) -> Option<BoxFuture<'a, Result<(), TransportError>>> {
+        let channel = self.batcher.channel_of(self.generation)?;
+        Some(Box::pin(async move {
+            tokio::time::timeout(SETTLE_TIMEOUT, crate::reply::send(&channel, reply_to, reply))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(TransportError::Other {
+                        context: format!("publishing a reply to `{reply_to}`"),
+                        source: "not written within 5 s (is the connection blocked by a resource alarm?)".into(),
+                    })
+                })
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -288,5 +319,74 @@ mod tests {
         first.await.expect("the first close");
         connection.close(200, "test done".into()).await.expect("closing the connection");
         assert!(closed, "the second close returned while the channel was still closing");
+    }
+
+    /// A request handler's reply goes out on the channel its request came on, as a
+    /// hand-written server replies (issue 10: the reply through another connection cost a
+    /// socket and a task more per round trip); once that channel is gone the reply is left
+    /// to the transport.
+    #[tokio::test]
+    async fn a_reply_goes_out_on_the_channel_the_request_came_on() {
+        use futures_util::StreamExt;
+        use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+
+        let Some(connection) = connection().await else { return };
+        let server = connection.create_channel().await.expect("a channel");
+        let queue = server
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..QueueDeclareOptions::default() },
+                FieldTable::default(),
+            )
+            .await
+            .expect("a server queue");
+        let mut requests = server
+            .basic_consume(queue.name().clone(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .expect("consuming the requests");
+        let batcher = Arc::new(AckBatcher::default());
+        let generation = batcher.consuming_on(server.clone(), 1).expect("the current channel");
+
+        let client = connection.create_channel().await.expect("a channel");
+        let mut replies = client
+            .basic_consume(
+                crate::reply::DIRECT_REPLY_TO.into(),
+                "".into(),
+                BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consuming direct reply-to");
+        let properties = lapin::BasicProperties::default()
+            .with_reply_to(crate::reply::DIRECT_REPLY_TO.into())
+            .with_correlation_id("call-1".into());
+        client
+            .basic_publish("".into(), queue.name().clone(), BasicPublishOptions::default(), b"{}", properties)
+            .await
+            .expect("publishing a request");
+
+        let delivery = requests.next().await.expect("a request").expect("a readable request");
+        let reply_to = delivery.properties.reply_to().as_ref().expect("a reply_to").to_string();
+        batcher.delivered(delivery.delivery_tag, generation);
+        let acker = BatchedAcker::new(Arc::clone(&batcher), generation, delivery.acker);
+        let reply = crate::convert::message(
+            b"{\"answer\":2}".to_vec(),
+            &lapin::BasicProperties::default().with_correlation_id("call-1".into()),
+            &reply_to,
+        );
+        let sending = acker.reply(&reply_to, &reply).expect("the consuming channel takes the reply");
+        sending.await.expect("the reply went out");
+        let answer = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .expect("the reply in time")
+            .expect("a reply")
+            .expect("a readable reply");
+        assert_eq!(answer.data, b"{\"answer\":2}");
+        assert_eq!(answer.properties.correlation_id().as_ref().map(|id| id.as_str()), Some("call-1"));
+
+        batcher.close().await;
+        assert!(acker.reply(&reply_to, &reply).is_none(), "a closed channel leaves the reply to the transport");
+        connection.close(200, "test done".into()).await.expect("closing the connection");
     }
 }

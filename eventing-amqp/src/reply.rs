@@ -199,3 +199,23 @@ impl Replies {
         }
     }
 }
+
+/// Sends `reply` to a request's `reply_to` through the default exchange on `channel`, which
+/// has no publisher confirms: a reply is best effort (see
+/// [`Transport::reply`](eventing::transport::Transport::reply)).
+pub(crate) async fn send(channel: &Channel, reply_to: &str, reply: &Message) -> Result<(), TransportError> {
+    let sent = channel
+        .basic_publish(
+            "".into(),
+            reply_to.into(),
+            BasicPublishOptions::default(),
+            &reply.body,
+            convert::properties(reply),
+        )
+        .await
+        .map_err(|error| other("publishing a reply", error))?;
+    // Without confirms this resolves at once; awaited so lapin does not keep it for
+    // `wait_for_confirms`.
+    let _ = sent.await;
+    Ok(())
+}

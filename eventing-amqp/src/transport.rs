@@ -297,20 +297,7 @@ impl Transport for AmqpTransport {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + self.link.options.publish_timeout;
             let channel = self.link.session(deadline).await?.reply_channel().await?;
-            let sent = channel
-                .basic_publish(
-                    "".into(),
-                    reply_to.into(),
-                    lapin::options::BasicPublishOptions::default(),
-                    &reply.body,
-                    crate::convert::properties(&reply),
-                )
-                .await
-                .map_err(|error| crate::util::other("publishing a reply", error))?;
-            // Confirms are off on this channel: resolves at once, and awaited so lapin does
-            // not keep it for `wait_for_confirms`.
-            let _ = sent.await;
-            Ok(())
+            crate::reply::send(&channel, reply_to, &reply).await
         })
     }
 }

@@ -147,6 +147,18 @@ pub trait Settle: Send + Sync + 'static {
     fn ack(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>>;
     /// Returns the delivery with this tag to its queue (marked redelivered).
     fn requeue(&self, tag: u64) -> BoxFuture<'_, Result<(), TransportError>>;
+    /// Sends `reply` to a request's `reply_to` on the channel the request came on, where the
+    /// transport has one that can (a hand-written RabbitMQ server replies on its consuming
+    /// channel: no other connection's socket and task on the way). `None`, the default: the
+    /// runtime sends it with [`Transport::reply`].
+    fn reply<'a>(
+        &'a self,
+        reply_to: &'a str,
+        reply: &'a Message,
+    ) -> Option<BoxFuture<'a, Result<(), TransportError>>> {
+        let _ = (reply_to, reply);
+        None
+    }
 }
 
 /// Who publishes a message, so a transport can apply flow control to the right publishers.
@@ -222,6 +234,16 @@ impl Acker {
     /// Returns the delivery to its queue.
     pub async fn requeue(self) -> Result<(), TransportError> {
         self.channel.requeue(self.tag).await
+    }
+
+    /// Sends `reply` to the delivered request's `reply_to` on the channel the request came
+    /// on, when the transport can ([`Settle::reply`]); `None` otherwise.
+    pub fn reply<'a>(
+        &'a self,
+        reply_to: &'a str,
+        reply: &'a Message,
+    ) -> Option<BoxFuture<'a, Result<(), TransportError>>> {
+        self.channel.reply(reply_to, reply)
     }
 }
 

@@ -15,7 +15,8 @@
 //! `metrics`, `eventing_handled_total` counts `ok`, `failed` and `expired`.
 //!
 //! The reply is the answer to a delivery, not a publish: it goes straight to the transport
-//! ([`Transport::reply`](crate::transport::Transport::reply): best effort, unconfirmed on
+//! (on the request's own channel where the transport can, [`Acker::reply`](crate::transport::Acker::reply), else
+//! [`Transport::reply`](crate::transport::Transport::reply): best effort, unconfirmed on
 //! RabbitMQ), without the interceptors' `send`, so its wire form is exactly the README's.
 
 use std::borrow::Cow;
@@ -90,7 +91,7 @@ impl Handles for Server {
                 handled(&self.info, &message.event_type, outcome);
             }
             match &message.reply_to {
-                Some(reply_to) => self.reply(reply_to, &message, answer).await,
+                Some(reply_to) => self.reply(reply_to, &delivery, answer).await,
                 None => {
                     if let Err(error) = answer {
                         tracing::error!(%error, "a sent request failed; sends are not retried and nobody waits for a reply");
@@ -159,8 +160,10 @@ impl Server {
     }
 
     /// Sends `answer` to the caller: the reply's JSON, or `{"error": "..."}` with the text
-    /// also in `x-eventing-error`.
-    async fn reply(&self, reply_to: &str, request: &Message, answer: Answer) {
+    /// also in `x-eventing-error`; on the channel the request came on where the transport
+    /// can, else through [`Transport::reply`](crate::transport::Transport::reply).
+    async fn reply(&self, reply_to: &str, delivery: &Delivery, answer: Answer) {
+        let request = &*delivery.message;
         let mut headers = Headers::new();
         let body = match answer {
             Ok(body) => body,
@@ -188,7 +191,15 @@ impl Server {
             reply_to: None,
             expiration: None,
         };
-        if let Err(error) = self.publisher.transport().reply(reply_to, reply).await {
+        let on_its_channel = match delivery.acker.reply(reply_to, &reply) {
+            Some(sending) => Some(sending.await),
+            None => None,
+        };
+        let sent = match on_its_channel {
+            Some(sent) => sent,
+            None => self.publisher.transport().reply(reply_to, reply).await,
+        };
+        if let Err(error) = sent {
             tracing::warn!(%error, reply_to, "the reply could not be sent (has the caller gone?)");
         }
     }
