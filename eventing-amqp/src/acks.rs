@@ -59,8 +59,8 @@ impl AckBatcher {
     }
 
     /// Registers a delivery of the channel of `generation` as it arrives. A delivery of an
-    /// older channel (its pump still draining) is not registered: its ack will be ignored
-    /// and the broker has requeued it anyway.
+    /// older channel is not registered: its ack will be ignored and the broker has requeued
+    /// it anyway.
     pub(crate) fn delivered(&self, tag: u64, generation: u64) {
         let mut state = self.state();
         if state.generation == generation {
