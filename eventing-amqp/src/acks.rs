@@ -251,21 +251,17 @@ impl Settle for BatchedAcker {
     /// memory alarm the broker blocks this connection once it publishes (its acks wait with
     /// it); a reply could not go out on any connection then, and nothing is lost. A channel
     /// that is gone (a reconnect since the delivery) leaves the reply to the transport.
-    fn reply<'a>(
-        &'a self,
-        reply_to: &'a str,
-        reply: &'a Message,
-    ) -> Option<BoxFuture<'a, Result<(), TransportError>>> {
+    fn reply<'a>(&'a self, reply_to: &'a str, reply: &'a Message) -> Option<BoxFuture<'a, Result<(), TransportError>>> {
         let channel = self.batcher.channel_of(self.generation)?;
         Some(Box::pin(async move {
-            tokio::time::timeout(SETTLE_TIMEOUT, crate::reply::send(&channel, reply_to, reply))
-                .await
-                .unwrap_or_else(|_| {
+            tokio::time::timeout(SETTLE_TIMEOUT, crate::reply::send(&channel, reply_to, reply)).await.unwrap_or_else(
+                |_| {
                     Err(TransportError::Other {
                         context: format!("publishing a reply to `{reply_to}`"),
                         source: "not written within 5 s (is the connection blocked by a resource alarm?)".into(),
                     })
-                })
+                },
+            )
         }))
     }
 }

@@ -151,11 +151,7 @@ pub trait Settle: Send + Sync + 'static {
     /// transport has one that can (a hand-written RabbitMQ server replies on its consuming
     /// channel: no other connection's socket and task on the way). `None`, the default: the
     /// runtime sends it with [`Transport::reply`].
-    fn reply<'a>(
-        &'a self,
-        reply_to: &'a str,
-        reply: &'a Message,
-    ) -> Option<BoxFuture<'a, Result<(), TransportError>>> {
+    fn reply<'a>(&'a self, reply_to: &'a str, reply: &'a Message) -> Option<BoxFuture<'a, Result<(), TransportError>>> {
         let _ = (reply_to, reply);
         None
     }
