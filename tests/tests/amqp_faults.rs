@@ -263,7 +263,7 @@ async fn soak_ten_thousand_events_with_failures_and_a_broker_restart() {
     init_logs();
     let (service, exchange) = scope("soak");
     let handled = Handled::default();
-    let chaos = eventing::Chaos { fail_share: 0.2, ..eventing::Chaos::default() };
+    let chaos = eventing::Chaos::default().with_fail_share(0.2);
     let bus = eventing::builder()
         .url(url.clone())
         .service(service.clone())

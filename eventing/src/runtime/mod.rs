@@ -263,7 +263,7 @@ impl Builder {
             None => env("EVENTING_CHAOS")
                 .map(|text| Chaos::parse(&text))
                 .transpose()
-                .map_err(|reason| Error::InvalidChaos { reason })?,
+                .map_err(|source| Error::InvalidChaos { source })?,
         }
         .filter(Chaos::is_active)
         .map(Arc::new);
