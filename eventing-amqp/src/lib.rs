@@ -73,7 +73,7 @@ mod transport;
 mod util;
 
 pub use admin::UNREADABLE;
-pub use options::{AmqpOptions, QueueType};
+pub use options::{AmqpOptions, OptionsError, QueueType};
 pub use tls::{ClientIdentity, TlsError};
 pub use transport::AmqpTransport;
 

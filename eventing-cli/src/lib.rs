@@ -180,6 +180,12 @@ enum CliError {
     NoBroker,
     #[error("`{url}`: the operator commands work on RabbitMQ; give an amqp:// URL")]
     NotAmqp { url: String },
+    #[error("cannot connect to {url}: {source}")]
+    Settings {
+        url: String,
+        #[source]
+        source: eventing_amqp::OptionsError,
+    },
     #[error(transparent)]
     Broker(#[from] TransportError),
     #[error("the registry: {0}")]
@@ -383,9 +389,9 @@ async fn connect(url: Option<String>) -> Result<AmqpTransport, CliError> {
     if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
         return Err(CliError::NotAmqp { url: redact_url(&url) });
     }
-    let from_env =
-        AmqpOptions::from_env().map_err(|reason| TransportError::Connect { url: redact_url(&url), reason })?;
-    let options = AmqpOptions { connection_name: "eventing-cli".into(), ..from_env };
+    let options = AmqpOptions::from_env()
+        .map_err(|source| CliError::Settings { url: redact_url(&url), source })?
+        .with_connection_name("eventing-cli");
     Ok(AmqpTransport::connect(&url, options).await?)
 }
 

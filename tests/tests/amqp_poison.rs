@@ -181,7 +181,7 @@ async fn poison_among_good_messages(field: Field, queue_type: QueueType) {
     init_logs();
     let (service, exchange) = scope(&format!("poison-{field:?}-{queue_type:?}").to_lowercase());
     let ledger = Ledger::default();
-    let options = AmqpOptions { queue_type, ..AmqpOptions::default() };
+    let options = AmqpOptions::default().with_queue_type(queue_type);
     let transport = AmqpTransport::connect(&url, options).await.expect("connect");
     let bus = eventing::builder()
         .transport(transport)

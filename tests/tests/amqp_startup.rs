@@ -216,11 +216,8 @@ async fn quorum_queues_are_selectable_for_durable_queues() {
     let Some(url) = reachable_amqp_url() else { return };
     let service = unique("quorum");
     let exchange = unique("quorum-exchange");
-    let options = AmqpOptions {
-        queue_type: eventing_amqp::QueueType::Quorum,
-        connection_name: service.clone(),
-        ..AmqpOptions::default()
-    };
+    let options =
+        AmqpOptions::default().with_queue_type(eventing_amqp::QueueType::Quorum).with_connection_name(service.clone());
     let transport = AmqpTransport::connect(&url, options).await.expect("connect");
     let bus = eventing::builder()
         .transport(transport)

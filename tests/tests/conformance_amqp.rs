@@ -19,7 +19,7 @@ impl Rabbit {
     async fn admin(&self) -> AmqpTransport {
         AmqpTransport::connect(
             &self.url,
-            AmqpOptions { connection_name: "conformance-admin".into(), ..AmqpOptions::default() },
+            AmqpOptions::default().with_connection_name("conformance-admin"),
         )
         .await
         .expect("admin connection")

@@ -29,7 +29,7 @@ impl Backend for Rabbit {
     async fn cleanup(&self, exchange: &str, queues: &[String]) {
         let admin = AmqpTransport::connect(
             &self.url,
-            AmqpOptions { connection_name: "requests-admin".into(), ..AmqpOptions::default() },
+            AmqpOptions::default().with_connection_name("requests-admin"),
         )
         .await
         .expect("admin connection");
