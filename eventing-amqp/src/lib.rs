@@ -78,8 +78,5 @@ pub use tls::{ClientIdentity, TlsError};
 pub use transport::AmqpTransport;
 
 inventory::submit! {
-    eventing::transport::TransportFactory {
-        schemes: &["amqp", "amqps"],
-        connect: transport::connect_from_url,
-    }
+    eventing::transport::TransportFactory::new(&["amqp", "amqps"], transport::connect_from_url)
 }

@@ -141,6 +141,7 @@ impl<T: Recurring> ErasedRecurring for T {
 
 /// One registered recurring item.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RecurringInfo {
     /// Its name (`<service>.recurring.<name>` is its lock).
     pub name: &'static str,

@@ -127,6 +127,7 @@ inventory::collect!(ListenerDescriptor);
 
 /// One registered event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EventInfo {
     /// Routing name.
     pub name: &'static str,
@@ -138,6 +139,7 @@ pub struct EventInfo {
 
 /// One registered listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListenerInfo {
     /// The listener name (last part of its queue name).
     pub name: &'static str,
@@ -165,6 +167,7 @@ pub struct ListenerInfo {
 
 /// Retry settings from `#[event_listener(...)]`; what is unset comes from the builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct RetryOverride {
     /// `max_attempts = N` (0: unset).
     pub max_attempts: u16,
