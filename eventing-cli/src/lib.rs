@@ -244,6 +244,13 @@ pub struct Console<'a> {
     pub err: &'a mut (dyn Write + Send),
 }
 
+impl std::fmt::Debug for Console<'_> {
+    /// Whether it is interactive; the streams have nothing to show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").field("interactive", &self.interactive).finish_non_exhaustive()
+    }
+}
+
 /// Runs the command line `args` (the program name first) on the process's stdin, stdout
 /// and stderr. A closed stdout (`eventing dlq list … | head`) ends it quietly with success.
 pub async fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {

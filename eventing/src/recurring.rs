@@ -122,6 +122,15 @@ impl RecurringDescriptor {
     }
 }
 
+impl std::fmt::Debug for RecurringDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecurringDescriptor")
+            .field("rust_type", &(self.rust_type)())
+            .field("attributes", &self.attributes)
+            .finish_non_exhaustive()
+    }
+}
+
 inventory::collect!(RecurringDescriptor);
 
 fn make<T: Recurring + FromState>(state: &State) -> Result<Arc<dyn ErasedRecurring>, MissingState> {

@@ -41,6 +41,16 @@ pub(crate) fn event_schema(name: &str) -> Option<Result<serde_json::Value, Strin
     inventory::iter::<EventDescriptor>.into_iter().find(|event| event.name == name).map(|event| (event.schema)())
 }
 
+impl std::fmt::Debug for EventDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventDescriptor")
+            .field("name", &self.name)
+            .field("durable", &self.durable)
+            .field("rust_type", &(self.rust_type)())
+            .finish_non_exhaustive()
+    }
+}
+
 inventory::collect!(EventDescriptor);
 
 /// Whether every process of a service shares a listener's deliveries or each gets all.
@@ -120,6 +130,18 @@ impl ListenerDescriptor {
                 },
             },
         }
+    }
+}
+
+impl std::fmt::Debug for ListenerDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerDescriptor")
+            .field("rust_type", &(self.rust_type)())
+            .field("event", &self.event)
+            .field("event_type", &(self.event_type)())
+            .field("durable", &self.durable)
+            .field("attributes", &self.attributes)
+            .finish_non_exhaustive()
     }
 }
 

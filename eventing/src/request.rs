@@ -179,6 +179,16 @@ impl RequestDescriptor {
     }
 }
 
+impl std::fmt::Debug for RequestDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestDescriptor")
+            .field("name", &self.name)
+            .field("rust_type", &(self.rust_type)())
+            .field("reply_type", &(self.reply_type)())
+            .finish_non_exhaustive()
+    }
+}
+
 inventory::collect!(RequestDescriptor);
 
 /// Builds a request handler from the builder's state.
@@ -194,6 +204,19 @@ pub struct RequestHandlerDescriptor {
     pub(crate) request_type: fn() -> &'static str,
     pub(crate) concurrency: u16,
     pub(crate) make: MakeRequestHandler,
+}
+
+impl std::fmt::Debug for RequestHandlerDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHandlerDescriptor")
+            .field("name", &self.name)
+            .field("request", &self.request)
+            .field("rust_type", &(self.rust_type)())
+            .field("request_type", &(self.request_type)())
+            .field("crate_name", &self.crate_name)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestHandlerDescriptor {

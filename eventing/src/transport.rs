@@ -208,6 +208,13 @@ pub struct Acker {
     tag: u64,
 }
 
+impl fmt::Debug for Acker {
+    /// The tag; the channel is a trait object with nothing to show.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acker").field("tag", &self.tag).finish_non_exhaustive()
+    }
+}
+
 impl Acker {
     /// An acker for delivery `tag` on `channel`.
     pub fn new(channel: Arc<dyn Settle>, tag: u64) -> Self {

@@ -27,7 +27,7 @@ pub struct PaymentCaptured {
     pub n: u64,
 }
 
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Handled {
     seen: Arc<Mutex<BTreeSet<u64>>>,
     changed: Arc<Notify>,
@@ -53,6 +53,7 @@ impl Handled {
     }
 }
 
+#[derive(Debug)]
 pub struct Ledger {
     handled: Handled,
 }
@@ -232,6 +233,7 @@ pub struct LedgerEntry {
 }
 
 /// Records every entry; chaos makes a fifth of the calls fail before it gets here.
+#[derive(Debug)]
 pub struct Bookkeeper {
     handled: Handled,
 }

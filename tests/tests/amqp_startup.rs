@@ -24,7 +24,7 @@ pub struct InvoicePaid {
     pub invoice: String,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct SendWelcomeMail;
 
 #[event_listener] // name "send_welcome_mail", competing consumers
@@ -35,7 +35,7 @@ impl Listener<UserCreated> for SendWelcomeMail {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct InvalidateCache;
 
 #[event_listener(per_process)] // every running process gets every event
@@ -45,7 +45,7 @@ impl Listener<UserCreated> for InvalidateCache {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RecordInvoice;
 
 #[event_listener]

@@ -37,7 +37,7 @@ pub struct Blocked {
 }
 
 /// OrderPlaced -> one StockReserved per item.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ReserveStock;
 
 #[event_listener]
@@ -52,7 +52,7 @@ impl Listener<OrderPlaced> for ReserveStock {
 }
 
 /// StockReserved -> LabelPrinted.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PrintLabel;
 
 #[event_listener(concurrency = 3)]
@@ -65,6 +65,7 @@ impl Listener<StockReserved> for PrintLabel {
 }
 
 /// Waits at the gate when there is one; records either way.
+#[derive(Debug)]
 pub struct Blocker {
     gate: Option<Gate>,
     recorder: Option<Recorder>,
@@ -292,6 +293,7 @@ pub struct ChaosExempt {
 
 /// Records pings and exempt events (when a recorder was given: the other tests of this file
 /// start it too).
+#[derive(Debug)]
 pub struct ChaosSink {
     recorder: Option<Recorder>,
 }
