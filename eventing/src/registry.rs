@@ -29,6 +29,7 @@ impl EventDescriptor {
     }
 
     /// The payload's schema function, from the macro's [`SchemaProbe`](crate::schema::SchemaProbe).
+    #[must_use]
     pub const fn with_schema(mut self, schema: SchemaFn) -> Self {
         self.schema = schema;
         self

@@ -172,6 +172,7 @@ impl RequestDescriptor {
 
     /// The schema functions of the request and of its reply, from the macro's
     /// [`SchemaProbe`](crate::schema::SchemaProbe)s.
+    #[must_use]
     pub const fn with_schemas(mut self, request: SchemaFn, reply: SchemaFn) -> Self {
         self.schema = request;
         self.reply_schema = reply;

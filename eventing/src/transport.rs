@@ -217,6 +217,7 @@ impl fmt::Debug for Acker {
 
 impl Acker {
     /// An acker for delivery `tag` on `channel`.
+    #[must_use]
     pub fn new(channel: Arc<dyn Settle>, tag: u64) -> Self {
         Self { channel, tag }
     }
