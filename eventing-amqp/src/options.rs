@@ -121,7 +121,9 @@ pub enum OptionsError {
         source: ParseIntError,
     },
     /// Only one of the client certificate and its key is given.
-    #[error("EVENTING_AMQP_CLIENT_CERT_FILE and EVENTING_AMQP_CLIENT_KEY_FILE go together: set both ({missing} is unset)")]
+    #[error(
+        "EVENTING_AMQP_CLIENT_CERT_FILE and EVENTING_AMQP_CLIENT_KEY_FILE go together: set both ({missing} is unset)"
+    )]
     IncompletePem {
         /// The variable that is unset.
         missing: &'static str,
@@ -247,11 +249,12 @@ impl AmqpOptions {
         ) {
             (None, None, None) => None,
             (Some(cert_file), Some(key_file), None) => Some(ClientIdentity::pem(cert_file, key_file)),
-            (None, None, Some(file)) => Some(ClientIdentity::pkcs12(
-                file,
-                var("EVENTING_AMQP_CLIENT_PKCS12_PASSWORD").unwrap_or_default(),
-            )),
-            (Some(_), None, None) => return Err(OptionsError::IncompletePem { missing: "EVENTING_AMQP_CLIENT_KEY_FILE" }),
+            (None, None, Some(file)) => {
+                Some(ClientIdentity::pkcs12(file, var("EVENTING_AMQP_CLIENT_PKCS12_PASSWORD").unwrap_or_default()))
+            }
+            (Some(_), None, None) => {
+                return Err(OptionsError::IncompletePem { missing: "EVENTING_AMQP_CLIENT_KEY_FILE" });
+            }
             (None, Some(_), None) => {
                 return Err(OptionsError::IncompletePem { missing: "EVENTING_AMQP_CLIENT_CERT_FILE" });
             }
@@ -322,8 +325,9 @@ mod tests {
         assert_eq!(error, OptionsError::IncompletePem { missing: "EVENTING_AMQP_CLIENT_KEY_FILE" });
         assert!(error.to_string().contains("go together"), "{error}");
 
-        let error = from(&[("EVENTING_AMQP_CLIENT_KEY_FILE", "/c.key"), ("EVENTING_AMQP_CLIENT_PKCS12_FILE", "/c.p12")])
-            .expect_err("two identities");
+        let error =
+            from(&[("EVENTING_AMQP_CLIENT_KEY_FILE", "/c.key"), ("EVENTING_AMQP_CLIENT_PKCS12_FILE", "/c.p12")])
+                .expect_err("two identities");
         assert_eq!(error, OptionsError::TwoIdentities);
     }
 

@@ -141,7 +141,10 @@ mod tests {
             .with_backoff(Backoff::exponential(Duration::from_millis(250)));
         assert_eq!(policy.max_attempts, 4);
         assert_eq!(policy.first_delay, Duration::from_millis(100));
-        assert_eq!(policy.delays(), [Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(250)]);
+        assert_eq!(
+            policy.delays(),
+            [Duration::from_millis(100), Duration::from_millis(200), Duration::from_millis(250)]
+        );
         assert_eq!(RetryPolicy::default().with_backoff(Backoff::Fixed), RetryPolicy::fixed(5, Duration::from_secs(1)));
     }
 }

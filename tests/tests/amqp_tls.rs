@@ -109,10 +109,7 @@ async fn a_missing_ca_file_is_named() {
 async fn the_broker_sees_the_client_certificate() {
     let Some(broker) = reachable_tls_broker() else { return };
     let identities = [
-        (
-            "pem",
-            Some(ClientIdentity::pem(broker.file("client.pem"), broker.file("client.key"))),
-        ),
+        ("pem", Some(ClientIdentity::pem(broker.file("client.pem"), broker.file("client.key")))),
         ("pkcs12", Some(ClientIdentity::pkcs12(broker.file("client.p12"), "eventing"))),
         ("none", None),
     ];
