@@ -221,8 +221,12 @@ enum CliError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid event name `{name}`: {reason}; nothing was sent")]
-    EventName { name: String, reason: String },
+    #[error("invalid event name `{name}`: {source}; nothing was sent")]
+    EventName {
+        name: String,
+        #[source]
+        source: eventing::naming::NameError,
+    },
     #[error("the body is not JSON: {source}; nothing was sent")]
     NotJson {
         #[source]
@@ -348,7 +352,7 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
         }
         Command::Publish { name, body, exchange } => {
             eventing::naming::check_event_name(&name)
-                .map_err(|reason| CliError::EventName { name: name.clone(), reason })?;
+                .map_err(|source| CliError::EventName { name: name.clone(), source })?;
             let body = read_body(&body, console)?;
             serde_json::from_slice::<serde_json::Value>(&body).map_err(|source| CliError::NotJson { source })?;
             let broker = connect(cli.url).await?;

@@ -253,7 +253,7 @@ impl Registry {
                 kind: "event",
                 name: event.name.to_owned(),
                 rust_type: rust_type.to_owned(),
-                reason,
+                reason: reason.to_string(),
             })?;
             if let Some(first) = by_name.insert(event.name, rust_type) {
                 let (first, second) = ordered(first, rust_type);
@@ -273,7 +273,7 @@ impl Registry {
                 kind: "listener",
                 name: info.name.to_owned(),
                 rust_type: info.rust_type.to_owned(),
-                reason,
+                reason: reason.to_string(),
             })?;
             check_pattern(info, listener.descriptor.event.is_none())?;
         }
