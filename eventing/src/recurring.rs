@@ -10,7 +10,7 @@ use crate::transport::{BoxError, BoxFuture};
 use crate::{Context, Error, FromState, HandlerError, MissingState, State, naming};
 
 /// Work that runs once per period per service, however many processes run the service.
-/// Register an implementation with [`#[recurring(every = "5s")]`](crate::recurring) or
+/// Register an implementation with [`#[recurring(every = "5s")]`](macro@crate::recurring) or
 /// `#[recurring(cron = "0 */5 * * * *")]`; it is built at start like a listener
 /// ([`Default`] or [`FromState`]).
 ///

@@ -37,7 +37,7 @@ pub trait ReplyPayload: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> ReplyPayload for T {}
 
 /// A request: a serde type with a routing name and a reply type, implemented by
-/// [`#[request]`](crate::request). The reply defaults to `()` (JSON `null`).
+/// [`#[request]`](macro@crate::request). The reply defaults to `()` (JSON `null`).
 ///
 /// ```
 /// use eventing::Request;
