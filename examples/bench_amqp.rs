@@ -51,6 +51,7 @@ fn order(n: u64) -> OrderSettled {
     }
 }
 
+#[derive(Debug)]
 pub struct Settle {
     progress: Arc<Progress>,
 }

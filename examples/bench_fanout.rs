@@ -42,6 +42,7 @@ pub struct BacklogItem {
 /// Fifty listener types of `FanoutTick`, named `fan01` … `fan50`.
 macro_rules! fan_listeners {
     ($($name:ident),* $(,)?) => {$(
+        #[derive(Debug)]
         pub struct $name {
             progress: Arc<Progress>,
         }
@@ -71,6 +72,7 @@ fan_listeners!(
 );
 
 /// Drains the backlog.
+#[derive(Debug)]
 pub struct DrainBacklog {
     progress: Arc<Progress>,
 }

@@ -53,7 +53,7 @@ fn stamped(n: u64) -> Stamped {
 }
 
 /// Latencies seen by a handler, in nanoseconds.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Latencies {
     seen: Mutex<Vec<u64>>,
     target: Mutex<usize>,
@@ -88,6 +88,7 @@ impl Latencies {
     }
 }
 
+#[derive(Debug)]
 pub struct Probe {
     latencies: Arc<Latencies>,
 }

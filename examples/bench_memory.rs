@@ -46,6 +46,7 @@ pub struct Tick {
     pub amount_cents: i64,
 }
 
+#[derive(Debug)]
 pub struct Count {
     progress: Arc<Progress>,
 }

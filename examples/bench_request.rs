@@ -44,7 +44,7 @@ pub struct Sum {
     pub answer: i64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Adder;
 
 #[request_handler(concurrency = 100)]

@@ -56,11 +56,11 @@ pub struct PriceChanged {
 // ---- state the listeners are built from -------------------------------------------------
 
 /// Stock per SKU (a database in a real service).
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Warehouse(Arc<Mutex<HashMap<String, u32>>>);
 
 /// Where order outcomes are written, so `main` knows when all orders are through.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Outcomes {
     done: Arc<Mutex<Vec<String>>>,
     changed: Arc<Notify>,
@@ -85,7 +85,7 @@ impl Outcomes {
 }
 
 /// Every event the shop saw, as stored by [`StoreEveryEvent`] (a table in a real service).
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EventLog {
     rows: Arc<Mutex<Vec<StoredEvent>>>,
     changed: Arc<Notify>,
@@ -116,6 +116,7 @@ impl EventLog {
 // ---- listeners ---------------------------------------------------------------------------
 
 /// Stores every event, whatever its type: a pattern listener on `#` takes them all, undecoded.
+#[derive(Debug)]
 pub struct StoreEveryEvent {
     log: EventLog,
 }
@@ -142,6 +143,7 @@ impl Listener<RawEvent> for StoreEveryEvent {
 }
 
 /// Reserves stock for each order: publishes `StockReserved` or `StockShort`.
+#[derive(Debug)]
 pub struct ReserveStock {
     warehouse: Warehouse,
 }
@@ -174,6 +176,7 @@ impl Listener<OrderPlaced> for ReserveStock {
 }
 
 /// Mails the customer once the stock is reserved.
+#[derive(Debug)]
 pub struct SendConfirmation {
     outcomes: Outcomes,
 }
@@ -194,6 +197,7 @@ impl Listener<StockReserved> for SendConfirmation {
 }
 
 /// Tells the purchasing team about shortages.
+#[derive(Debug)]
 pub struct ReportShortage {
     outcomes: Outcomes,
 }
@@ -214,7 +218,7 @@ impl Listener<StockShort> for ReportShortage {
 }
 
 /// Every running process keeps its own price cache: `per_process` gives each one every event.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RefreshPriceCache {
     prices: Mutex<HashMap<String, u64>>,
 }

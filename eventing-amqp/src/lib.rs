@@ -73,13 +73,10 @@ mod transport;
 mod util;
 
 pub use admin::UNREADABLE;
-pub use options::{AmqpOptions, QueueType};
+pub use options::{AmqpOptions, OptionsError, QueueType};
 pub use tls::{ClientIdentity, TlsError};
 pub use transport::AmqpTransport;
 
 inventory::submit! {
-    eventing::transport::TransportFactory {
-        schemes: &["amqp", "amqps"],
-        connect: transport::connect_from_url,
-    }
+    eventing::transport::TransportFactory::new(&["amqp", "amqps"], transport::connect_from_url)
 }

@@ -14,11 +14,14 @@ use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 /// The certificate (chain) and private key this client presents to the broker, for brokers
 /// that verify clients (`ssl_options.verify = verify_peer`) or authenticate them by
 /// certificate (`auth_mechanism=external` in the URL, with RabbitMQ's
-/// `rabbitmq_auth_mechanism_ssl` plugin).
+/// `rabbitmq_auth_mechanism_ssl` plugin). Made with [`ClientIdentity::pem`] or
+/// [`ClientIdentity::pkcs12`].
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientIdentity {
     /// A PEM certificate (chain, the client's own first) and its PEM private key, unencrypted
     /// PKCS#8 (`-----BEGIN PRIVATE KEY-----`, what `openssl genpkey` writes).
+    #[non_exhaustive]
     Pem {
         /// The certificate chain file.
         cert_file: PathBuf,
@@ -26,12 +29,27 @@ pub enum ClientIdentity {
         key_file: PathBuf,
     },
     /// A PKCS#12 archive (`.p12`, `.pfx`) holding the certificate chain and the key.
+    #[non_exhaustive]
     Pkcs12 {
         /// The archive file.
         file: PathBuf,
         /// The archive's password (empty for none).
         password: String,
     },
+}
+
+impl ClientIdentity {
+    /// A PEM certificate chain file and its unencrypted PKCS#8 PEM key file.
+    #[must_use]
+    pub fn pem(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> Self {
+        Self::Pem { cert_file: cert_file.into(), key_file: key_file.into() }
+    }
+
+    /// A PKCS#12 archive file and its password (empty for none).
+    #[must_use]
+    pub fn pkcs12(file: impl Into<PathBuf>, password: impl Into<String>) -> Self {
+        Self::Pkcs12 { file: file.into(), password: password.into() }
+    }
 }
 
 impl std::fmt::Debug for ClientIdentity {
@@ -48,6 +66,7 @@ impl std::fmt::Debug for ClientIdentity {
 
 /// Why the TLS settings could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// A file named in the settings could not be read.
     #[error("cannot read the {what} `{}`: {source}", path.display())]

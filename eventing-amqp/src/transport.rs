@@ -51,7 +51,7 @@ struct QueuePlan {
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 /// use eventing_amqp::{AmqpOptions, AmqpTransport, QueueType};
 ///
-/// let options = AmqpOptions { queue_type: QueueType::Quorum, ..AmqpOptions::default() };
+/// let options = AmqpOptions::default().with_queue_type(QueueType::Quorum);
 /// let transport = AmqpTransport::connect("amqp://guest:guest@127.0.0.1:5672/%2f", options).await?;
 /// let bus = eventing::builder().transport(transport).start().await?;
 /// # bus.shutdown().await?;
@@ -314,8 +314,10 @@ pub(crate) fn connect_from_url(
     options: ConnectOptions,
 ) -> BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>> {
     Box::pin(async move {
-        let mut amqp = AmqpOptions::from_env()
-            .map_err(|reason| TransportError::Connect { url: eventing::transport::redact_url(&options.url), reason })?;
+        let mut amqp = AmqpOptions::from_env().map_err(|source| TransportError::Other {
+            context: format!("cannot connect to {}", eventing::transport::redact_url(&options.url)),
+            source: source.into(),
+        })?;
         amqp.connection_name = format!("{}@{}", options.service, options.process_id);
         let transport = AmqpTransport::connect(&options.url, amqp).await?;
         Ok(Arc::new(transport) as Arc<dyn Transport>)

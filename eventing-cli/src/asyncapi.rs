@@ -66,8 +66,8 @@ pub(crate) fn print(args: AsyncapiArgs, url: Option<String>, out: &mut (dyn Writ
     match args.format {
         Format::Json => writeln!(out, "{}", document.to_json_pretty())?,
         Format::Yaml => {
-            let yaml = serde_norway::to_string(&document)
-                .map_err(|error| CliError::Render { format: "YAML", reason: error.to_string() })?;
+            let yaml =
+                serde_norway::to_string(&document).map_err(|source| CliError::Render { format: "YAML", source })?;
             write!(out, "{yaml}")?;
         }
     }

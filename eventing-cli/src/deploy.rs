@@ -66,6 +66,8 @@ fn backoff(backoff: Backoff) -> &'static str {
     match backoff {
         Backoff::Fixed => "fixed",
         Backoff::Exponential { .. } => "exponential",
+        // `Backoff` is non-exhaustive: a kind this command does not know yet.
+        _ => "other",
     }
 }
 

@@ -180,20 +180,35 @@ enum CliError {
     NoBroker,
     #[error("`{url}`: the operator commands work on RabbitMQ; give an amqp:// URL")]
     NotAmqp { url: String },
+    #[error("cannot connect to {url}: {source}")]
+    Settings {
+        url: String,
+        #[source]
+        source: eventing_amqp::OptionsError,
+    },
     #[error(transparent)]
     Broker(#[from] TransportError),
     #[error("the registry: {0}")]
     Registry(#[from] eventing::Error),
     #[error("refusing to {action} `{queue}`: {reason}")]
-    Refused { action: &'static str, queue: String, reason: String },
-    #[error("refusing to delete the topology: {}; pass --force to delete anyway (their messages are lost)", .problems.join("; "))]
-    TopologyInUse { problems: Vec<String> },
+    Refused {
+        action: &'static str,
+        queue: String,
+        #[source]
+        reason: NotDeadLetters,
+    },
+    #[error("refusing to delete the topology: {}; pass --force to delete anyway (their messages are lost)", join(.problems))]
+    TopologyInUse { problems: Vec<InUse> },
     #[error(
         "no listeners are linked into this binary, so it knows no queues to delete; run the `eventing` command your service builds with `eventing_cli::main`"
     )]
     NoListeners,
     #[error("{what}: {reason}; nothing was changed")]
-    NotConfirmed { what: String, reason: &'static str },
+    NotConfirmed {
+        what: String,
+        #[source]
+        reason: NotConfirmed,
+    },
     #[error("requeue from `{queue}` stopped after requeueing {moved} dead letter(s): {source}")]
     RequeueStopped {
         queue: String,
@@ -205,8 +220,12 @@ enum CliError {
         "no #[event], #[request] or listener is linked into this binary, so there is nothing to describe; run the `eventing` command your service builds with `eventing_cli::main`"
     )]
     NothingToDescribe,
-    #[error("rendering the AsyncAPI document as {format}: {reason}")]
-    Render { format: &'static str, reason: String },
+    #[error("rendering the AsyncAPI document as {format}: {source}")]
+    Render {
+        format: &'static str,
+        #[source]
+        source: serde_norway::Error,
+    },
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
     #[error("reading the body from {from}: {source}")]
@@ -215,13 +234,71 @@ enum CliError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid event name `{name}`: {reason}; nothing was sent")]
-    EventName { name: String, reason: String },
+    #[error("invalid event name `{name}`: {source}; nothing was sent")]
+    EventName {
+        name: String,
+        #[source]
+        source: eventing::naming::NameError,
+    },
     #[error("the body is not JSON: {source}; nothing was sent")]
     NotJson {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Why a `dlq` command takes a queue for something else than an eventing dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+enum NotDeadLetters {
+    #[error("it is not a dead-letter queue: their names end in `{suffix}` (`<service>.<event>.<listener>{suffix}`)")]
+    Name { suffix: String },
+    #[error("it is not a dead-letter queue: the listeners linked into this binary declare it as a {role} queue")]
+    DeclaredAs { role: &'static str },
+    #[error(
+        "it is not a dead-letter queue: it was declared with other arguments than eventing gives dead-letter \
+         queues (durable, no TTL, expiry or dead-lettering)"
+    )]
+    Shape,
+    #[error("it is not a dead-letter queue: {consumers} consumer(s) read it, and eventing never consumes dead letters")]
+    Consumed { consumers: u32 },
+}
+
+/// Why `topology delete` keeps a queue without `--force`.
+#[derive(Debug)]
+enum InUse {
+    DeadLetters { queue: String, messages: u32 },
+    Messages { queue: String, messages: u32 },
+    Consumers { queue: String, consumers: u32 },
+}
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DeadLetters { queue, messages } => {
+                write!(f, "`{queue}` holds {messages} dead letter(s) (requeue or purge them first)")
+            }
+            Self::Messages { queue, messages } => write!(f, "`{queue}` holds {messages} message(s) not yet handled"),
+            Self::Consumers { queue, consumers } => {
+                write!(f, "`{queue}` has {consumers} consumer(s): its service is running")
+            }
+        }
+    }
+}
+
+/// The problems, separated by `; `.
+fn join(problems: &[InUse]) -> String {
+    problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Why a question that guards a deletion was not answered yes.
+#[derive(Debug, thiserror::Error)]
+enum NotConfirmed {
+    #[error("not confirmed: stdin is not a terminal (pass --yes to confirm)")]
+    NotATerminal,
+    #[error("not confirmed: stdin closed before an answer (pass --yes to confirm)")]
+    InputClosed,
+    #[error("not confirmed")]
+    Declined,
 }
 
 /// Where a command reads confirmations and writes its results and errors: the process's
@@ -236,6 +313,13 @@ pub struct Console<'a> {
     pub out: &'a mut (dyn Write + Send),
     /// Errors and questions.
     pub err: &'a mut (dyn Write + Send),
+}
+
+impl std::fmt::Debug for Console<'_> {
+    /// Whether it is interactive; the streams have nothing to show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").field("interactive", &self.interactive).finish_non_exhaustive()
+    }
 }
 
 /// Runs the command line `args` (the program name first) on the process's stdin, stdout
@@ -264,10 +348,24 @@ pub async fn run_in(args: impl IntoIterator<Item = OsString>, mut console: Conso
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Output(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(error) => {
-            let _ = writeln!(console.err, "eventing: {error}");
+            let _ = writeln!(console.err, "eventing: {}", report(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error`'s message, then on a line each the causes in its source chain that the message
+/// does not already say (most of ours end with their cause's text).
+fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    for cause in std::iter::successors(error.source(), |cause| cause.source()) {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str("\n  caused by: ");
+            text.push_str(&line);
+        }
+    }
+    text
 }
 
 async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
@@ -335,7 +433,7 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
         }
         Command::Publish { name, body, exchange } => {
             eventing::naming::check_event_name(&name)
-                .map_err(|reason| CliError::EventName { name: name.clone(), reason })?;
+                .map_err(|source| CliError::EventName { name: name.clone(), source })?;
             let body = read_body(&body, console)?;
             serde_json::from_slice::<serde_json::Value>(&body).map_err(|source| CliError::NotJson { source })?;
             let broker = connect(cli.url).await?;
@@ -383,9 +481,9 @@ async fn connect(url: Option<String>) -> Result<AmqpTransport, CliError> {
     if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
         return Err(CliError::NotAmqp { url: redact_url(&url) });
     }
-    let from_env =
-        AmqpOptions::from_env().map_err(|reason| TransportError::Connect { url: redact_url(&url), reason })?;
-    let options = AmqpOptions { connection_name: "eventing-cli".into(), ..from_env };
+    let options = AmqpOptions::from_env()
+        .map_err(|source| CliError::Settings { url: redact_url(&url), source })?
+        .with_connection_name("eventing-cli");
     Ok(AmqpTransport::connect(&url, options).await?)
 }
 
@@ -445,21 +543,16 @@ impl Dlq {
 /// connection: its name ends in `.dead_letter` (`eventing::naming::dead_letter_queue`),
 /// and the listeners linked into this binary do not declare it in another role.
 fn check_dead_letter_name(queue: &str, action: &'static str) -> Result<(), CliError> {
-    let refuse = |reason: String| CliError::Refused { action, queue: queue.to_owned(), reason };
+    let refuse = |reason: NotDeadLetters| CliError::Refused { action, queue: queue.to_owned(), reason };
     let suffix = format!(".{DEAD_LETTER_SUFFIX}");
     if !queue.ends_with(&suffix) || queue.len() == suffix.len() {
-        return Err(refuse(format!(
-            "it is not a dead-letter queue: their names end in `{suffix}` (`<service>.<event>.<listener>{suffix}`)"
-        )));
+        return Err(refuse(NotDeadLetters::Name { suffix }));
     }
     let topology = eventing::builder().topology()?;
     if let Some(spec) = topology.queues.iter().find(|spec| spec.name == queue)
         && spec.role != QueueRole::DeadLetter
     {
-        return Err(refuse(format!(
-            "it is not a dead-letter queue: the listeners linked into this binary declare it as a {} queue",
-            role_name(&spec.role)
-        )));
+        return Err(refuse(NotDeadLetters::DeclaredAs { role: role_name(&spec.role) }));
     }
     Ok(())
 }
@@ -469,20 +562,14 @@ fn check_dead_letter_name(queue: &str, action: &'static str) -> Result<(), CliEr
 /// its own), and nothing consumes it (eventing never consumes dead letters, so a consumer
 /// means a live queue). Returns how many messages it holds.
 async fn check_dead_letter_queue(broker: &AmqpTransport, queue: &str, action: &'static str) -> Result<u32, CliError> {
-    let refuse = |reason: String| CliError::Refused { action, queue: queue.to_owned(), reason };
+    let refuse = |reason: NotDeadLetters| CliError::Refused { action, queue: queue.to_owned(), reason };
     if !broker.has_dead_letter_shape(queue).await? {
-        return Err(refuse(
-            "it is not a dead-letter queue: it was declared with other arguments than eventing gives dead-letter \
-             queues (durable, no TTL, expiry or dead-lettering)"
-                .into(),
-        ));
+        return Err(refuse(NotDeadLetters::Shape));
     }
     let messages = broker.message_count(queue).await?;
     let consumers = broker.consumer_count(queue).await?;
     if consumers > 0 {
-        return Err(refuse(format!(
-            "it is not a dead-letter queue: {consumers} consumer(s) read it, and eventing never consumes dead letters"
-        )));
+        return Err(refuse(NotDeadLetters::Consumed { consumers }));
     }
     Ok(messages)
 }
@@ -506,15 +593,14 @@ async fn delete_topology(
         };
         let consumers = broker.consumer_count(&spec.name).await?;
         if messages > 0 {
+            let queue = spec.name.clone();
             problems.push(match spec.role {
-                QueueRole::DeadLetter => {
-                    format!("`{}` holds {messages} dead letter(s) (requeue or purge them first)", spec.name)
-                }
-                _ => format!("`{}` holds {messages} message(s) not yet handled", spec.name),
+                QueueRole::DeadLetter => InUse::DeadLetters { queue, messages },
+                _ => InUse::Messages { queue, messages },
             });
         }
         if consumers > 0 {
-            problems.push(format!("`{}` has {consumers} consumer(s): its service is running", spec.name));
+            problems.push(InUse::Consumers { queue: spec.name.clone(), consumers });
         }
         present.push(spec);
     }
@@ -550,17 +636,17 @@ async fn delete_topology(
 fn confirm(console: &mut Console<'_>, question: &str) -> Result<(), CliError> {
     let refused = |reason| CliError::NotConfirmed { what: question.to_owned(), reason };
     if !console.interactive {
-        return Err(refused("not confirmed: stdin is not a terminal (pass --yes to confirm)"));
+        return Err(refused(NotConfirmed::NotATerminal));
     }
     write!(console.err, "{question}? [y/N] ")?;
     console.err.flush()?;
     let mut answer = String::new();
     if console.input.read_line(&mut answer)? == 0 {
-        return Err(refused("not confirmed: stdin closed before an answer (pass --yes to confirm)"));
+        return Err(refused(NotConfirmed::InputClosed));
     }
     match answer.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => Ok(()),
-        _ => Err(refused("not confirmed")),
+        _ => Err(refused(NotConfirmed::Declined)),
     }
 }
 
@@ -726,7 +812,10 @@ fn print_topology(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io:
 
 #[cfg(test)]
 mod tests {
-    use super::{BODY_PREVIEW_BYTES, CliError, Console, body_text, confirm, format_time, printable};
+    use super::{
+        BODY_PREVIEW_BYTES, CliError, Console, InUse, NotConfirmed, NotDeadLetters, body_text, check_dead_letter_name,
+        confirm, format_time, printable, report,
+    };
 
     /// `confirm` with `answer` typed, on a terminal or not.
     fn answer(answer: &str, interactive: bool) -> (Result<(), CliError>, String) {
@@ -751,6 +840,68 @@ mod tests {
         let error = piped.expect_err("a pipe cannot confirm").to_string();
         assert!(error.contains("stdin is not a terminal (pass --yes to confirm)"), "{error}");
         assert!(asked.is_empty(), "nothing asked without a terminal");
+    }
+
+    #[test]
+    fn refusals_are_typed_and_keep_their_wording() {
+        assert!(matches!(answer("n\n", true).0, Err(CliError::NotConfirmed { reason: NotConfirmed::Declined, .. })));
+        assert!(matches!(answer("", true).0, Err(CliError::NotConfirmed { reason: NotConfirmed::InputClosed, .. })));
+        assert!(matches!(
+            answer("y\n", false).0,
+            Err(CliError::NotConfirmed { reason: NotConfirmed::NotATerminal, .. })
+        ));
+
+        let error = check_dead_letter_name("shop.user_created.send_mail", "purge").expect_err("not a dead-letter name");
+        assert!(
+            matches!(&error, CliError::Refused { action: "purge", reason: NotDeadLetters::Name { .. }, .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "refusing to purge `shop.user_created.send_mail`: it is not a dead-letter queue: their names end in \
+             `.dead_letter` (`<service>.<event>.<listener>.dead_letter`)"
+        );
+
+        let in_use = CliError::TopologyInUse {
+            problems: vec![
+                InUse::DeadLetters { queue: "a.dead_letter".into(), messages: 2 },
+                InUse::Consumers { queue: "a".into(), consumers: 1 },
+            ],
+        };
+        assert_eq!(
+            in_use.to_string(),
+            "refusing to delete the topology: `a.dead_letter` holds 2 dead letter(s) (requeue or purge them first); \
+             `a` has 1 consumer(s): its service is running; pass --force to delete anyway (their messages are lost)"
+        );
+    }
+
+    #[test]
+    fn an_event_name_error_keeps_its_cause() {
+        let source = eventing::naming::check_event_name("billing..paid").expect_err("empty word");
+        let error = CliError::EventName { name: "billing..paid".into(), source };
+        assert_eq!(
+            error.to_string(),
+            "invalid event name `billing..paid`: it has an empty dot-separated word; nothing was sent"
+        );
+        assert!(matches!(
+            std::error::Error::source(&error).and_then(|cause| cause.downcast_ref()),
+            Some(eventing::naming::NameError::EmptyWord)
+        ));
+        assert_eq!(report(&error), error.to_string(), "a cause the message says is not repeated");
+    }
+
+    #[test]
+    fn causes_the_message_does_not_say_are_printed() {
+        let io = std::io::Error::other("disk on fire");
+        let error = CliError::Registry(eventing::Error::Transport(eventing::transport::TransportError::Other {
+            context: "declaring".into(),
+            source: Box::new(io),
+        }));
+        assert_eq!(report(&error), error.to_string());
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        assert_eq!(report(&Outer(std::io::Error::other("inner"))), "outer\n  caused by: inner");
     }
 
     #[test]

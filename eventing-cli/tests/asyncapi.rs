@@ -14,7 +14,7 @@ pub struct ParcelSent {
     pub parcel: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct NotifyRecipient;
 
 #[event_listener]

@@ -17,7 +17,7 @@ pub struct OrderShipped {
     pub order: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct NotifyCustomer;
 
 #[event_listener(max_attempts = 2)]
@@ -27,7 +27,7 @@ impl Listener<OrderShipped> for NotifyCustomer {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Reconcile;
 
 #[recurring(cron = "0 0 * * * *")]

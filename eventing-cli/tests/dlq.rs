@@ -19,7 +19,7 @@ pub struct RefundRequested {
     pub n: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Refund;
 
 #[event_listener]

@@ -21,7 +21,7 @@ pub struct ParcelLost {
     pub parcel: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Reimburse;
 
 #[event_listener]
@@ -32,7 +32,7 @@ impl Listener<ParcelLost> for Reimburse {
 }
 
 /// A listener whose queue is named like a dead-letter queue: `<service>.cli.parcel_lost.dead_letter`.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Track;
 
 #[event_listener(name = "dead_letter")]

@@ -234,9 +234,11 @@ impl FileConfig {
                     return Err(fail(cron.span(), "give `every` or `cron`, not both".into()));
                 }
                 (Some(every), None) => {
-                    Some(Schedule::every(every.get_ref()).map_err(|reason| fail(every.span(), reason))?)
+                    Some(Schedule::every(every.get_ref()).map_err(|reason| fail(every.span(), reason.to_string()))?)
                 }
-                (None, Some(cron)) => Some(Schedule::cron(cron.get_ref()).map_err(|reason| fail(cron.span(), reason))?),
+                (None, Some(cron)) => {
+                    Some(Schedule::cron(cron.get_ref()).map_err(|reason| fail(cron.span(), reason.to_string()))?)
+                }
                 (None, None) => None,
             };
             config.recurring.insert(name.into_inner(), RecurringOverride { schedule, enabled: recurring.enabled });

@@ -141,10 +141,11 @@ pub enum Error {
         reason: String,
     },
     /// `EVENTING_CHAOS` could not be read.
-    #[error("invalid EVENTING_CHAOS: {reason}")]
+    #[error("invalid EVENTING_CHAOS: {source}")]
     InvalidChaos {
-        /// What is wrong.
-        reason: String,
+        /// What is wrong, naming the part at fault.
+        #[source]
+        source: crate::ChaosError,
     },
     /// An event could not be serialized.
     #[error("event `{event}` could not be encoded as JSON: {source}")]

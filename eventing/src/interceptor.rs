@@ -124,6 +124,15 @@ impl InterceptorDescriptor {
     }
 }
 
+impl std::fmt::Debug for InterceptorDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterceptorDescriptor")
+            .field("rust_type", &(self.rust_type)())
+            .field("order", &self.order)
+            .finish_non_exhaustive()
+    }
+}
+
 inventory::collect!(InterceptorDescriptor);
 
 fn make<T: Interceptor + FromState>(state: &State) -> Result<Arc<dyn ErasedInterceptor>, MissingState> {

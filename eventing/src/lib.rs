@@ -68,7 +68,7 @@ pub mod transport;
 #[doc(hidden)]
 pub mod __private;
 
-pub use chaos::Chaos;
+pub use chaos::{Chaos, ChaosError};
 pub use context::Context;
 pub use envelope::Envelope;
 pub use error::Error;

@@ -18,20 +18,62 @@ pub const DEFAULT_EXCHANGE: &str = "eventing";
 /// Suffix of dead-letter queues.
 pub const DEAD_LETTER_SUFFIX: &str = "dead_letter";
 
+/// Why a name cannot be used on the wire (from the `check_*` functions of this module).
+/// The messages read as the end of a sentence about the name: "invalid event name `a..b`:
+/// it has an empty dot-separated word".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty.
+    #[error("it is empty")]
+    Empty,
+    /// The pattern is empty.
+    #[error("it is empty; `#` matches every event")]
+    EmptyPattern,
+    /// Two dots in a row, or a dot at either end.
+    #[error("it has an empty dot-separated word")]
+    EmptyWord,
+    /// Longer than [`MAX_NAME_BYTES`].
+    #[error("it is {len} bytes long; at most {MAX_NAME_BYTES} fit AMQP's short strings")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A wildcard in a name (they are for binding patterns).
+    #[error("wildcards `*` and `#` are only for bindings")]
+    Wildcard,
+    /// A wildcard inside a word of a pattern (`billing.inv*`).
+    #[error("`{word}`: `*` and `#` stand alone between dots (`billing.*`, `billing.#`)")]
+    MisplacedWildcard {
+        /// The word.
+        word: String,
+    },
+    /// White space in the name.
+    #[error("it contains white space")]
+    WhiteSpace,
+    /// Another character than ASCII letters, digits, `_` and `-`.
+    #[error("`{character}` is not allowed (use ASCII letters, digits, `_` and `-`)")]
+    InvalidCharacter {
+        /// The first such character.
+        character: char,
+    },
+}
+
 /// Checks an event name: dot-separated words of ASCII letters, digits, `_` and `-`.
 ///
 /// ```
-/// assert!(eventing::naming::check_event_name("billing.invoice_paid").is_ok());
-/// assert!(eventing::naming::check_event_name("billing.*").is_err());
+/// use eventing::naming::{NameError, check_event_name};
+/// assert!(check_event_name("billing.invoice_paid").is_ok());
+/// assert_eq!(check_event_name("billing.*"), Err(NameError::Wildcard));
 /// ```
-pub fn check_event_name(name: &str) -> Result<(), String> {
+pub fn check_event_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("it is empty".into());
+        return Err(NameError::Empty);
     }
     check_length(name)?;
     for word in name.split('.') {
         if word.is_empty() {
-            return Err("it has an empty dot-separated word".into());
+            return Err(NameError::EmptyWord);
         }
         check_word(word)?;
     }
@@ -42,24 +84,23 @@ pub fn check_event_name(name: &str) -> Result<(), String> {
 /// word), `#` (zero or more words) or a word of ASCII letters, digits, `_` and `-`.
 ///
 /// ```
-/// assert!(eventing::naming::check_pattern("billing.#").is_ok());
-/// assert!(eventing::naming::check_pattern("pylabs.event.crm.*.cancel.#").is_ok());
-/// assert!(eventing::naming::check_pattern("#").is_ok());
-/// assert!(eventing::naming::check_pattern("billing.inv*").is_err());
-/// assert!(eventing::naming::check_pattern("billing..paid").is_err());
+/// use eventing::naming::{NameError, check_pattern};
+/// assert!(check_pattern("billing.#").is_ok());
+/// assert!(check_pattern("pylabs.event.crm.*.cancel.#").is_ok());
+/// assert!(check_pattern("#").is_ok());
+/// assert!(matches!(check_pattern("billing.inv*"), Err(NameError::MisplacedWildcard { .. })));
+/// assert_eq!(check_pattern("billing..paid"), Err(NameError::EmptyWord));
 /// ```
-pub fn check_pattern(pattern: &str) -> Result<(), String> {
+pub fn check_pattern(pattern: &str) -> Result<(), NameError> {
     if pattern.is_empty() {
-        return Err("it is empty; `#` matches every event".into());
+        return Err(NameError::EmptyPattern);
     }
     check_length(pattern)?;
     for word in pattern.split('.') {
         match word {
             "*" | "#" => {}
-            "" => return Err("it has an empty dot-separated word".into()),
-            word if word.contains(['*', '#']) => {
-                return Err(format!("`{word}`: `*` and `#` stand alone between dots (`billing.*`, `billing.#`)"));
-            }
+            "" => return Err(NameError::EmptyWord),
+            word if word.contains(['*', '#']) => return Err(NameError::MisplacedWildcard { word: word.to_owned() }),
             word => check_word(word)?,
         }
     }
@@ -73,12 +114,13 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// Checks that `name` fits an AMQP short string.
 ///
 /// ```
-/// assert!(eventing::naming::check_length("billing.invoice_paid").is_ok());
-/// assert!(eventing::naming::check_length(&"x".repeat(256)).is_err());
+/// use eventing::naming::{NameError, check_length};
+/// assert!(check_length("billing.invoice_paid").is_ok());
+/// assert_eq!(check_length(&"x".repeat(256)), Err(NameError::TooLong { len: 256 }));
 /// ```
-pub fn check_length(name: &str) -> Result<(), String> {
+pub fn check_length(name: &str) -> Result<(), NameError> {
     if name.len() > MAX_NAME_BYTES {
-        return Err(format!("it is {} bytes long; at most {MAX_NAME_BYTES} fit AMQP's short strings", name.len()));
+        return Err(NameError::TooLong { len: name.len() });
     }
     Ok(())
 }
@@ -86,18 +128,19 @@ pub fn check_length(name: &str) -> Result<(), String> {
 /// Checks a listener, service or process-id name: one word of ASCII letters, digits, `_`, `-`.
 ///
 /// ```
-/// assert!(eventing::naming::check_word("send_welcome_mail").is_ok());
-/// assert!(eventing::naming::check_word("send mail").is_err());
+/// use eventing::naming::{NameError, check_word};
+/// assert!(check_word("send_welcome_mail").is_ok());
+/// assert_eq!(check_word("send mail"), Err(NameError::WhiteSpace));
 /// ```
-pub fn check_word(word: &str) -> Result<(), String> {
+pub fn check_word(word: &str) -> Result<(), NameError> {
     if word.is_empty() {
-        return Err("it is empty".into());
+        return Err(NameError::Empty);
     }
     check_length(word)?;
     match word.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
-        Some('*' | '#') => Err("wildcards `*` and `#` are only for bindings".into()),
-        Some(c) if c.is_whitespace() => Err("it contains white space".into()),
-        Some(c) => Err(format!("`{c}` is not allowed (use ASCII letters, digits, `_` and `-`)")),
+        Some('*' | '#') => Err(NameError::Wildcard),
+        Some(c) if c.is_whitespace() => Err(NameError::WhiteSpace),
+        Some(character) => Err(NameError::InvalidCharacter { character }),
         None => Ok(()),
     }
 }

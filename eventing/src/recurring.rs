@@ -6,11 +6,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::transport::BoxFuture;
+use crate::transport::{BoxError, BoxFuture};
 use crate::{Context, Error, FromState, HandlerError, MissingState, State, naming};
 
 /// Work that runs once per period per service, however many processes run the service.
-/// Register an implementation with [`#[recurring(every = "5s")]`](crate::recurring) or
+/// Register an implementation with [`#[recurring(every = "5s")]`](macro@crate::recurring) or
 /// `#[recurring(cron = "0 */5 * * * *")]`; it is built at start like a listener
 /// ([`Default`] or [`FromState`]).
 ///
@@ -51,21 +51,66 @@ pub enum Schedule {
     Cron(Box<cron::Schedule>),
 }
 
+/// Why a schedule could not be read: each names the text as written, and keeps the
+/// parser's error as its source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// Not a duration in humantime syntax.
+    #[error("`{text}` is not a duration: {source}")]
+    NotADuration {
+        /// The text.
+        text: String,
+        /// What the duration parser found.
+        #[source]
+        source: BoxError,
+    },
+    /// A period shorter than a millisecond.
+    #[error("`{text}`: the period must be at least 1ms")]
+    TooShort {
+        /// The text.
+        text: String,
+    },
+    /// Not a cron expression.
+    #[error("`{text}` is not a cron expression (sec min hour day month weekday [year]): {source}")]
+    NotCron {
+        /// The text.
+        text: String,
+        /// What the cron parser found.
+        #[source]
+        source: BoxError,
+    },
+}
+
 impl Schedule {
     /// A fixed period in humantime syntax (`5s`, `1m 30s`, `250ms`).
-    pub fn every(text: &str) -> Result<Self, String> {
-        let period = humantime::parse_duration(text).map_err(|error| format!("`{text}` is not a duration: {error}"))?;
+    ///
+    /// ```
+    /// use eventing::recurring::{Schedule, ScheduleError};
+    /// assert!(Schedule::every("1m 30s").is_ok());
+    /// assert!(matches!(Schedule::every("0s"), Err(ScheduleError::TooShort { .. })));
+    /// assert!(matches!(Schedule::every("soon"), Err(ScheduleError::NotADuration { .. })));
+    /// ```
+    pub fn every(text: &str) -> Result<Self, ScheduleError> {
+        let period = humantime::parse_duration(text)
+            .map_err(|error| ScheduleError::NotADuration { text: text.to_owned(), source: error.into() })?;
         if period < Duration::from_millis(1) {
-            return Err(format!("`{text}`: the period must be at least 1ms"));
+            return Err(ScheduleError::TooShort { text: text.to_owned() });
         }
         Ok(Self::Every(period))
     }
 
     /// A cron expression with seconds (`0 */5 * * * *`: every five minutes).
-    pub fn cron(text: &str) -> Result<Self, String> {
-        cron::Schedule::from_str(text).map(|schedule| Self::Cron(Box::new(schedule))).map_err(|error| {
-            format!("`{text}` is not a cron expression (sec min hour day month weekday [year]): {error}")
-        })
+    ///
+    /// ```
+    /// use eventing::recurring::{Schedule, ScheduleError};
+    /// assert!(Schedule::cron("0 */5 * * * *").is_ok());
+    /// assert!(matches!(Schedule::cron("every monday"), Err(ScheduleError::NotCron { .. })));
+    /// ```
+    pub fn cron(text: &str) -> Result<Self, ScheduleError> {
+        cron::Schedule::from_str(text)
+            .map(|schedule| Self::Cron(Box::new(schedule)))
+            .map_err(|error| ScheduleError::NotCron { text: text.to_owned(), source: error.into() })
     }
 
     /// The first period start strictly after `time`, if any.
@@ -122,6 +167,15 @@ impl RecurringDescriptor {
     }
 }
 
+impl std::fmt::Debug for RecurringDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecurringDescriptor")
+            .field("rust_type", &(self.rust_type)())
+            .field("attributes", &self.attributes)
+            .finish_non_exhaustive()
+    }
+}
+
 inventory::collect!(RecurringDescriptor);
 
 fn make<T: Recurring + FromState>(state: &State) -> Result<Arc<dyn ErasedRecurring>, MissingState> {
@@ -141,6 +195,7 @@ impl<T: Recurring> ErasedRecurring for T {
 
 /// One registered recurring item.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RecurringInfo {
     /// Its name (`<service>.recurring.<name>` is its lock).
     pub name: &'static str,
@@ -171,19 +226,19 @@ pub(crate) fn collect() -> Result<Vec<RegisteredRecurring>, Error> {
     for descriptor in inventory::iter::<RecurringDescriptor> {
         let attributes = descriptor.attributes;
         let rust_type = (descriptor.rust_type)();
-        let invalid = |reason: String| Error::InvalidName {
+        let invalid = |reason: &dyn std::fmt::Display| Error::InvalidName {
             kind: "recurring item",
             name: attributes.name.to_owned(),
             rust_type: rust_type.to_owned(),
-            reason,
+            reason: reason.to_string(),
         };
-        naming::check_word(attributes.name).map_err(invalid)?;
+        naming::check_word(attributes.name).map_err(|reason| invalid(&reason))?;
         let schedule = if attributes.cron.is_empty() {
             Schedule::every(attributes.every)
         } else {
             Schedule::cron(attributes.cron)
         }
-        .map_err(invalid)?;
+        .map_err(|reason| invalid(&reason))?;
         if let Some(first) = items.iter().find(|item| item.info.name == attributes.name) {
             let (first, second) = crate::registry::ordered(first.info.rust_type, rust_type);
             return Err(Error::InvalidName {

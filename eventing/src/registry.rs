@@ -29,6 +29,7 @@ impl EventDescriptor {
     }
 
     /// The payload's schema function, from the macro's [`SchemaProbe`](crate::schema::SchemaProbe).
+    #[must_use]
     pub const fn with_schema(mut self, schema: SchemaFn) -> Self {
         self.schema = schema;
         self
@@ -39,6 +40,16 @@ impl EventDescriptor {
 /// (`None` for a name no `#[event]` registered).
 pub(crate) fn event_schema(name: &str) -> Option<Result<serde_json::Value, String>> {
     inventory::iter::<EventDescriptor>.into_iter().find(|event| event.name == name).map(|event| (event.schema)())
+}
+
+impl std::fmt::Debug for EventDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventDescriptor")
+            .field("name", &self.name)
+            .field("durable", &self.durable)
+            .field("rust_type", &(self.rust_type)())
+            .finish_non_exhaustive()
+    }
 }
 
 inventory::collect!(EventDescriptor);
@@ -123,10 +134,23 @@ impl ListenerDescriptor {
     }
 }
 
+impl std::fmt::Debug for ListenerDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerDescriptor")
+            .field("rust_type", &(self.rust_type)())
+            .field("event", &self.event)
+            .field("event_type", &(self.event_type)())
+            .field("durable", &self.durable)
+            .field("attributes", &self.attributes)
+            .finish_non_exhaustive()
+    }
+}
+
 inventory::collect!(ListenerDescriptor);
 
 /// One registered event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EventInfo {
     /// Routing name.
     pub name: &'static str,
@@ -138,6 +162,7 @@ pub struct EventInfo {
 
 /// One registered listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListenerInfo {
     /// The listener name (last part of its queue name).
     pub name: &'static str,
@@ -165,6 +190,7 @@ pub struct ListenerInfo {
 
 /// Retry settings from `#[event_listener(...)]`; what is unset comes from the builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct RetryOverride {
     /// `max_attempts = N` (0: unset).
     pub max_attempts: u16,
@@ -227,7 +253,7 @@ impl Registry {
                 kind: "event",
                 name: event.name.to_owned(),
                 rust_type: rust_type.to_owned(),
-                reason,
+                reason: reason.to_string(),
             })?;
             if let Some(first) = by_name.insert(event.name, rust_type) {
                 let (first, second) = ordered(first, rust_type);
@@ -247,7 +273,7 @@ impl Registry {
                 kind: "listener",
                 name: info.name.to_owned(),
                 rust_type: info.rust_type.to_owned(),
-                reason,
+                reason: reason.to_string(),
             })?;
             check_pattern(info, listener.descriptor.event.is_none())?;
         }

@@ -37,7 +37,7 @@ pub trait ReplyPayload: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> ReplyPayload for T {}
 
 /// A request: a serde type with a routing name and a reply type, implemented by
-/// [`#[request]`](crate::request). The reply defaults to `()` (JSON `null`).
+/// [`#[request]`](macro@crate::request). The reply defaults to `()` (JSON `null`).
 ///
 /// ```
 /// use eventing::Request;
@@ -172,10 +172,21 @@ impl RequestDescriptor {
 
     /// The schema functions of the request and of its reply, from the macro's
     /// [`SchemaProbe`](crate::schema::SchemaProbe)s.
+    #[must_use]
     pub const fn with_schemas(mut self, request: SchemaFn, reply: SchemaFn) -> Self {
         self.schema = request;
         self.reply_schema = reply;
         self
+    }
+}
+
+impl std::fmt::Debug for RequestDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestDescriptor")
+            .field("name", &self.name)
+            .field("rust_type", &(self.rust_type)())
+            .field("reply_type", &(self.reply_type)())
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,6 +205,19 @@ pub struct RequestHandlerDescriptor {
     pub(crate) request_type: fn() -> &'static str,
     pub(crate) concurrency: u16,
     pub(crate) make: MakeRequestHandler,
+}
+
+impl std::fmt::Debug for RequestHandlerDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHandlerDescriptor")
+            .field("name", &self.name)
+            .field("request", &self.request)
+            .field("rust_type", &(self.rust_type)())
+            .field("request_type", &(self.request_type)())
+            .field("crate_name", &self.crate_name)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestHandlerDescriptor {

@@ -20,6 +20,12 @@ pub type SchemaFn = fn() -> SchemaResult;
 /// Asks, through method resolution, whether `T` has a JSON Schema.
 pub struct SchemaProbe<T: ?Sized>(PhantomData<fn() -> T>);
 
+impl<T: ?Sized> std::fmt::Debug for SchemaProbe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SchemaProbe<{}>", type_name::<T>())
+    }
+}
+
 impl<T: ?Sized> Default for SchemaProbe<T> {
     fn default() -> Self {
         Self(PhantomData)

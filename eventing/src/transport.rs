@@ -216,8 +216,16 @@ pub struct Acker {
     tag: u64,
 }
 
+impl fmt::Debug for Acker {
+    /// The tag; the channel is a trait object with nothing to show.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acker").field("tag", &self.tag).finish_non_exhaustive()
+    }
+}
+
 impl Acker {
     /// An acker for delivery `tag` on `channel`.
+    #[must_use]
     pub fn new(channel: Arc<dyn Settle>, tag: u64) -> Self {
         Self { channel, tag }
     }
@@ -311,6 +319,7 @@ pub struct BindingSpec {
 
 /// Settings a transport factory gets from the builder.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConnectOptions {
     /// The URL as configured (may contain credentials: never log it, use [`redact_url`]).
     pub url: String,
@@ -320,16 +329,47 @@ pub struct ConnectOptions {
     pub process_id: String,
 }
 
+impl ConnectOptions {
+    /// The settings for `url`, naming the connection after `service` and `process_id`.
+    #[must_use]
+    pub fn new(url: impl Into<String>, service: impl Into<String>, process_id: impl Into<String>) -> Self {
+        Self { url: url.into(), service: service.into(), process_id: process_id.into() }
+    }
+}
+
 /// Opens a connection for a [`TransportFactory`].
 pub type Connect = fn(ConnectOptions) -> BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>>;
 
 /// A transport that a URL scheme selects; submit one with `inventory::submit!` from a
-/// transport crate (as `eventing-amqp` does for `amqp` and `amqps`).
+/// transport crate (as `eventing-amqp` does for `amqp` and `amqps`):
+///
+/// ```
+/// # use eventing::transport::{BoxFuture, ConnectOptions, Transport, TransportError, TransportFactory};
+/// # use std::sync::Arc;
+/// fn connect(options: ConnectOptions) -> BoxFuture<'static, Result<Arc<dyn Transport>, TransportError>> {
+///     # let _ = options;
+///     # Box::pin(async { Err(TransportError::Closed) })
+///     // ...
+/// }
+///
+/// inventory::submit! { TransportFactory::new(&["kafka"], connect) }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
 pub struct TransportFactory {
     /// The URL schemes this factory serves, without `://`.
     pub schemes: &'static [&'static str],
     /// Connects.
     pub connect: Connect,
+}
+
+impl TransportFactory {
+    /// A factory serving `schemes` (without `://`) with `connect`; `const`, for
+    /// `inventory::submit!`.
+    #[must_use]
+    pub const fn new(schemes: &'static [&'static str], connect: Connect) -> Self {
+        Self { schemes, connect }
+    }
 }
 
 inventory::collect!(TransportFactory);

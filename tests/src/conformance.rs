@@ -273,6 +273,7 @@ impl Interceptor for TenantPropagation {
 macro_rules! recording_listener {
     ($(#[$meta:meta])* $name:ident $(, $field:ident: $ty:ty)*) => {
         $(#[$meta])*
+        #[derive(Debug)]
         pub struct $name {
             recorder: Recorder,
             $($field: $ty,)*

@@ -29,7 +29,7 @@ pub struct Record {
     pub note: Option<String>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Shared {
     records: Mutex<Vec<Record>>,
     changed: Notify,
@@ -37,7 +37,7 @@ struct Shared {
 
 /// Records deliveries; clones with another [`label`](Recorder::labeled) share the records,
 /// so two buses in one test write to one list and can be told apart.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Recorder {
     shared: Arc<Shared>,
     label: Arc<str>,
@@ -109,7 +109,7 @@ impl Recorder {
 }
 
 /// Holds handlers inside `on` until the test releases them.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Gate {
     entered: Arc<Semaphore>,
     release: Arc<Semaphore>,

@@ -85,11 +85,8 @@ async fn a_publish_under_a_memory_alarm_fails_as_unconfirmed_and_is_delivered_la
     let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let name = format!("blocked-{}-{stamp}", std::process::id());
     let queue = format!("{name}.probe");
-    let options = AmqpOptions {
-        connection_name: name.clone(),
-        publish_timeout: Duration::from_millis(1500),
-        ..AmqpOptions::default()
-    };
+    let options =
+        AmqpOptions::default().with_connection_name(name.clone()).with_publish_timeout(Duration::from_millis(1500));
     let transport = AmqpTransport::connect(&url, options).await.expect("connect");
     let spec = QueueSpec { name: queue.clone(), lifetime: QueueLifetime::Durable, role: QueueRole::Listener };
     transport.declare(&Topology { queues: vec![spec], ..Topology::default() }).await.expect("declare");

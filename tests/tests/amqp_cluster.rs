@@ -399,7 +399,7 @@ pub struct ClusterPing {
 }
 
 /// Started only by the test below (`.listeners(...)`).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct CountPings;
 
 #[eventing::event_listener]

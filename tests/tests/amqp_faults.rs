@@ -27,7 +27,7 @@ pub struct PaymentCaptured {
     pub n: u64,
 }
 
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Handled {
     seen: Arc<Mutex<BTreeSet<u64>>>,
     changed: Arc<Notify>,
@@ -53,6 +53,7 @@ impl Handled {
     }
 }
 
+#[derive(Debug)]
 pub struct Ledger {
     handled: Handled,
 }
@@ -232,6 +233,7 @@ pub struct LedgerEntry {
 }
 
 /// Records every entry; chaos makes a fifth of the calls fail before it gets here.
+#[derive(Debug)]
 pub struct Bookkeeper {
     handled: Handled,
 }
@@ -263,7 +265,7 @@ async fn soak_ten_thousand_events_with_failures_and_a_broker_restart() {
     init_logs();
     let (service, exchange) = scope("soak");
     let handled = Handled::default();
-    let chaos = eventing::Chaos { fail_share: 0.2, ..eventing::Chaos::default() };
+    let chaos = eventing::Chaos::default().with_fail_share(0.2);
     let bus = eventing::builder()
         .url(url.clone())
         .service(service.clone())

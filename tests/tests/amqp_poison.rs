@@ -38,7 +38,7 @@ pub struct DoorOpened {
 }
 
 /// What a listener handled, by event number.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Seen {
     numbers: Arc<Mutex<BTreeSet<u64>>>,
     changed: Arc<Notify>,
@@ -71,13 +71,14 @@ impl Seen {
 }
 
 /// State: what each listener saw.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Ledger {
     orders: Seen,
     parcels: Seen,
     doors: Seen,
 }
 
+#[derive(Debug)]
 pub struct PackOrder {
     ledger: Ledger,
 }
@@ -96,6 +97,7 @@ impl Listener<OrderPlaced> for PackOrder {
     }
 }
 
+#[derive(Debug)]
 pub struct TrackParcel {
     ledger: Ledger,
 }
@@ -114,6 +116,7 @@ impl Listener<ParcelShipped> for TrackParcel {
     }
 }
 
+#[derive(Debug)]
 pub struct WatchDoor {
     ledger: Ledger,
 }
@@ -181,7 +184,7 @@ async fn poison_among_good_messages(field: Field, queue_type: QueueType) {
     init_logs();
     let (service, exchange) = scope(&format!("poison-{field:?}-{queue_type:?}").to_lowercase());
     let ledger = Ledger::default();
-    let options = AmqpOptions { queue_type, ..AmqpOptions::default() };
+    let options = AmqpOptions::default().with_queue_type(queue_type);
     let transport = AmqpTransport::connect(&url, options).await.expect("connect");
     let bus = eventing::builder()
         .transport(transport)

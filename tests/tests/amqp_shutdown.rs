@@ -19,6 +19,7 @@ pub struct LampSwitched {
     pub on: bool,
 }
 
+#[derive(Debug)]
 pub struct RecordSwitch {
     handled: Arc<Notify>,
 }

@@ -24,7 +24,7 @@ pub struct InvoicePaid {
     pub invoice: String,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct SendWelcomeMail;
 
 #[event_listener] // name "send_welcome_mail", competing consumers
@@ -35,7 +35,7 @@ impl Listener<UserCreated> for SendWelcomeMail {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct InvalidateCache;
 
 #[event_listener(per_process)] // every running process gets every event
@@ -45,7 +45,7 @@ impl Listener<UserCreated> for InvalidateCache {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RecordInvoice;
 
 #[event_listener]
@@ -216,11 +216,8 @@ async fn quorum_queues_are_selectable_for_durable_queues() {
     let Some(url) = reachable_amqp_url() else { return };
     let service = unique("quorum");
     let exchange = unique("quorum-exchange");
-    let options = AmqpOptions {
-        queue_type: eventing_amqp::QueueType::Quorum,
-        connection_name: service.clone(),
-        ..AmqpOptions::default()
-    };
+    let options =
+        AmqpOptions::default().with_queue_type(eventing_amqp::QueueType::Quorum).with_connection_name(service.clone());
     let transport = AmqpTransport::connect(&url, options).await.expect("connect");
     let bus = eventing::builder()
         .transport(transport)

@@ -24,7 +24,7 @@ struct Tls {
 
 impl Tls {
     async fn admin(&self) -> AmqpTransport {
-        let options = AmqpOptions { connection_name: "conformance-tls-admin".into(), ..trusting(&self.broker) };
+        let options = trusting(&self.broker).with_connection_name("conformance-tls-admin");
         AmqpTransport::connect(&self.broker.url, options).await.expect("admin connection over TLS")
     }
 }
@@ -72,13 +72,13 @@ eventing_tests::conformance_suite!(tls);
 
 /// Options that trust the TLS broker's CA.
 fn trusting(broker: &TlsBroker) -> AmqpOptions {
-    AmqpOptions { ca_file: Some(broker.file("ca.pem")), ..AmqpOptions::default() }
+    AmqpOptions::default().with_ca_file(broker.file("ca.pem"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_no_trusted_ca_signed_fails_the_start_and_says_so() {
     let Some(broker) = reachable_tls_broker() else { return };
-    let options = AmqpOptions { ca_file: Some(broker.file("wrong-ca.pem")), ..AmqpOptions::default() };
+    let options = AmqpOptions::default().with_ca_file(broker.file("wrong-ca.pem"));
     let connecting = AmqpTransport::connect(&broker.url, options);
     let error = tokio::time::timeout(Duration::from_secs(15), connecting)
         .await
@@ -97,7 +97,7 @@ async fn a_certificate_no_trusted_ca_signed_fails_the_start_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_ca_file_is_named() {
     let Some(broker) = reachable_tls_broker() else { return };
-    let options = AmqpOptions { ca_file: Some(broker.file("no-such-ca.pem")), ..AmqpOptions::default() };
+    let options = AmqpOptions::default().with_ca_file(broker.file("no-such-ca.pem"));
     let error = AmqpTransport::connect(&broker.url, options).await.expect_err("the CA file does not exist");
     let text = error.to_string();
     assert!(text.contains("CA bundle") && text.contains("no-such-ca.pem"), "{text}");
@@ -109,17 +109,15 @@ async fn a_missing_ca_file_is_named() {
 async fn the_broker_sees_the_client_certificate() {
     let Some(broker) = reachable_tls_broker() else { return };
     let identities = [
-        (
-            "pem",
-            Some(ClientIdentity::Pem { cert_file: broker.file("client.pem"), key_file: broker.file("client.key") }),
-        ),
-        ("pkcs12", Some(ClientIdentity::Pkcs12 { file: broker.file("client.p12"), password: "eventing".into() })),
+        ("pem", Some(ClientIdentity::pem(broker.file("client.pem"), broker.file("client.key")))),
+        ("pkcs12", Some(ClientIdentity::pkcs12(broker.file("client.p12"), "eventing"))),
         ("none", None),
     ];
     for (form, client_identity) in identities {
         let name = format!("tls-client-cert-{form}-{}", std::process::id());
         let presents = client_identity.is_some();
-        let options = AmqpOptions { connection_name: name.clone(), client_identity, ..trusting(&broker) };
+        let mut options = trusting(&broker).with_connection_name(name.clone());
+        options.client_identity = client_identity;
         let transport = AmqpTransport::connect(&broker.url, options).await.expect("connects over TLS");
         let seen = peer_cert_subject(&name);
         transport.close().await.expect("close");

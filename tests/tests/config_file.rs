@@ -60,7 +60,7 @@ pattern = "billing.#"
 every = "10s"
 "##;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct SendWelcomeMail;
 
 #[event_listener]
@@ -70,7 +70,7 @@ impl eventing::Listener<UserCreated> for SendWelcomeMail {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct AuditTrail;
 
 #[event_listener(pattern = "#")]
@@ -80,7 +80,7 @@ impl eventing::Listener<RawEvent> for AuditTrail {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ReserveStock;
 
 #[event_listener(concurrency = 2, retry_delay_ms = 100)]

@@ -17,12 +17,9 @@ struct Rabbit {
 
 impl Rabbit {
     async fn admin(&self) -> AmqpTransport {
-        AmqpTransport::connect(
-            &self.url,
-            AmqpOptions { connection_name: "conformance-admin".into(), ..AmqpOptions::default() },
-        )
-        .await
-        .expect("admin connection")
+        AmqpTransport::connect(&self.url, AmqpOptions::default().with_connection_name("conformance-admin"))
+            .await
+            .expect("admin connection")
     }
 }
 

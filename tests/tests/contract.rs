@@ -21,7 +21,7 @@ pub struct InvoicePaid {
     pub invoice: String,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct SendWelcomeMail;
 
 #[event_listener] // name "send_welcome_mail", competing consumers
@@ -36,7 +36,7 @@ impl Listener<UserCreated> for SendWelcomeMail {
 /// run in parallel: each counts only its own users).
 static INVALIDATED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct InvalidateCache;
 
 #[event_listener(per_process)] // every running process gets every event
@@ -48,7 +48,7 @@ impl Listener<UserCreated> for InvalidateCache {
 }
 
 /// Records every invoice with the context it arrived with.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RecordInvoice {
     seen: Mutex<Vec<(String, String, Option<String>)>>,
 }

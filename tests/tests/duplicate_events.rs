@@ -12,7 +12,7 @@ mod billing {
 }
 
 #[event]
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PaymentReceived {
     pub cents: u64,
 }

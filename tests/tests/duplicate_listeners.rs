@@ -4,12 +4,12 @@ use eventing::{Context, HandlerError, Listener, event, event_listener};
 use serde::{Deserialize, Serialize};
 
 #[event]
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct UserCreated {
     pub user_id: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Store;
 
 #[event_listener]
@@ -19,7 +19,7 @@ impl Listener<UserCreated> for Store {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Archive;
 
 #[event_listener(name = "store", per_process)]

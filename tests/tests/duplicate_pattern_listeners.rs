@@ -2,7 +2,7 @@
 
 use eventing::{Context, HandlerError, Listener, RawEvent, event_listener};
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Audit;
 
 #[event_listener(pattern = "billing.#")]
@@ -12,7 +12,7 @@ impl Listener<RawEvent> for Audit {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct CrmAudit;
 
 #[event_listener(name = "audit", pattern = "crm.#")]

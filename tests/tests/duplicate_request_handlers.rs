@@ -4,12 +4,12 @@ use eventing::{Context, HandlerError, RequestHandler, request, request_handler};
 use serde::{Deserialize, Serialize};
 
 #[request]
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Quote {
     pub sku: String,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Pricing;
 
 #[request_handler]
@@ -19,7 +19,7 @@ impl RequestHandler<Quote> for Pricing {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Discounts;
 
 #[request_handler]

@@ -37,7 +37,7 @@ pub struct Blocked {
 }
 
 /// OrderPlaced -> one StockReserved per item.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ReserveStock;
 
 #[event_listener]
@@ -52,7 +52,7 @@ impl Listener<OrderPlaced> for ReserveStock {
 }
 
 /// StockReserved -> LabelPrinted.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PrintLabel;
 
 #[event_listener(concurrency = 3)]
@@ -65,6 +65,7 @@ impl Listener<StockReserved> for PrintLabel {
 }
 
 /// Waits at the gate when there is one; records either way.
+#[derive(Debug)]
 pub struct Blocker {
     gate: Option<Gate>,
     recorder: Option<Recorder>,
@@ -292,6 +293,7 @@ pub struct ChaosExempt {
 
 /// Records pings and exempt events (when a recorder was given: the other tests of this file
 /// start it too).
+#[derive(Debug)]
 pub struct ChaosSink {
     recorder: Option<Recorder>,
 }
@@ -333,7 +335,7 @@ fn chaos_bus(chaos: eventing::Chaos, recorder: &Recorder) -> eventing::Builder {
 #[tokio::test(start_paused = true)]
 async fn chaos_fails_handlers_but_spares_exempt_events() {
     let recorder = Recorder::default();
-    let chaos = eventing::Chaos { fail_share: 1.0, exempt_events: vec!["chaos.exempt".into()], ..Default::default() };
+    let chaos = eventing::Chaos::default().with_fail_share(1.0).with_exempt_events(["chaos.exempt"]);
     let bus = TestBus::start_with(chaos_bus(chaos, &recorder)).await.unwrap();
     bus.publish(&ChaosPing { n: 1 }).await.unwrap();
     bus.publish(&ChaosExempt { n: 2 }).await.unwrap();
@@ -364,8 +366,9 @@ async fn chaos_nacks_return_deliveries_that_are_handled_later() {
 
 #[test]
 fn chaos_settings_are_checked() {
-    assert!(eventing::Chaos::parse("fail=1.5").is_err());
-    assert!(eventing::Chaos::parse("delay=50..10ms").is_err());
-    assert!(eventing::Chaos::parse("explode=1").is_err());
+    use eventing::ChaosError;
+    assert!(matches!(eventing::Chaos::parse("fail=1.5"), Err(ChaosError::ShareOutOfRange { .. })));
+    assert!(matches!(eventing::Chaos::parse("delay=50..10ms"), Err(ChaosError::BackwardsRange { .. })));
+    assert!(matches!(eventing::Chaos::parse("explode=1"), Err(ChaosError::UnknownSetting { key }) if key == "explode"));
     assert!(!eventing::Chaos::parse("").unwrap().is_active());
 }

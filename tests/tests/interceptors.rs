@@ -15,7 +15,7 @@ tokio::task_local! {
 
 // ---- the DESIGN.md example, unchanged ----
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct TenantPropagation;
 
 #[interceptor] // applies to every publish and every delivery
@@ -58,7 +58,7 @@ pub struct OrderConfirmed {
     pub tenant: String,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ConfirmOrder;
 
 #[event_listener]
@@ -72,7 +72,7 @@ impl Listener<OrderPlaced> for ConfirmOrder {
 }
 
 /// Runs outside the tenant interceptor (lower order).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Outermost;
 
 #[interceptor(order = -5)]

@@ -31,7 +31,7 @@ pub struct JobDone {
     pub kind: String,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Worker;
 
 #[event_listener(name = "worker")]
@@ -54,7 +54,7 @@ impl Listener<Job> for Worker {
 
 /// Sees every `metrics.*` event: its `event` label is the delivered event's name, not
 /// its pattern.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Audit;
 
 #[event_listener(name = "audit", pattern = "metrics.#")]
@@ -70,7 +70,7 @@ pub struct Lookup {
     pub key: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Directory;
 
 #[request_handler]

@@ -41,7 +41,7 @@ pub struct OrderShipped {
     pub run: String,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ShipOrder;
 
 #[event_listener]
@@ -52,7 +52,7 @@ impl Listener<OrderPlaced> for ShipOrder {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct NotifyCustomer;
 
 #[event_listener]
@@ -69,7 +69,7 @@ pub struct Flaky {
     pub run: String,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct FailOnce;
 
 #[event_listener]
@@ -90,7 +90,7 @@ pub struct Lookup {
     pub key: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Directory;
 
 #[request_handler]

@@ -28,7 +28,7 @@ pub struct OrderShipped {
     pub id: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ShipOrder;
 
 #[event_listener]
@@ -39,7 +39,7 @@ impl Listener<OrderPlaced> for ShipOrder {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct NotifyCustomer;
 
 #[event_listener]

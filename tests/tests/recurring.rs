@@ -17,13 +17,14 @@ pub struct Ran {
 }
 
 /// Which bus a run happens in.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Who(pub &'static str);
 
 fn who(state: &State) -> Result<&'static str, MissingState> {
     Ok(state.get::<Who>()?.0)
 }
 
+#[derive(Debug)]
 pub struct Ticker(&'static str);
 
 impl FromState for Ticker {
@@ -40,6 +41,7 @@ impl Recurring for Ticker {
     }
 }
 
+#[derive(Debug)]
 pub struct EveryTenSeconds(&'static str);
 
 impl FromState for EveryTenSeconds {
@@ -56,6 +58,7 @@ impl Recurring for EveryTenSeconds {
     }
 }
 
+#[derive(Debug)]
 pub struct AlwaysFails(&'static str);
 
 impl FromState for AlwaysFails {
@@ -72,6 +75,7 @@ impl Recurring for AlwaysFails {
     }
 }
 
+#[derive(Debug)]
 pub struct TakesThreeSeconds(&'static str);
 
 impl FromState for TakesThreeSeconds {

@@ -4,13 +4,13 @@ use eventing::{event, request};
 use serde::{Deserialize, Serialize};
 
 #[event(name = "billing.quote")]
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct QuoteGiven {
     pub sku: String,
 }
 
 #[request(name = "billing.quote")]
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Quote {
     pub sku: String,
 }

@@ -27,12 +27,9 @@ impl Backend for Rabbit {
     }
 
     async fn cleanup(&self, exchange: &str, queues: &[String]) {
-        let admin = AmqpTransport::connect(
-            &self.url,
-            AmqpOptions { connection_name: "requests-admin".into(), ..AmqpOptions::default() },
-        )
-        .await
-        .expect("admin connection");
+        let admin = AmqpTransport::connect(&self.url, AmqpOptions::default().with_connection_name("requests-admin"))
+            .await
+            .expect("admin connection");
         for queue in queues {
             admin.delete_queue(queue).await.expect("delete queue");
         }

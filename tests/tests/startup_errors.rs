@@ -12,16 +12,17 @@ use eventing::{Builder, Context, FromState, HandlerError, Listener, MissingState
 use serde::{Deserialize, Serialize};
 
 #[event]
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct UserCreated {
     pub user_id: u64,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DatabasePool {
     pub url: String,
 }
 
+#[derive(Debug)]
 pub struct StoreUser {
     pool: DatabasePool,
 }
@@ -40,14 +41,15 @@ impl Listener<UserCreated> for StoreUser {
     }
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Mailer;
 
 /// Optional: its absence is no reason to fail.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AuditLog;
 
 /// Needs two values, and asks for both before its first `?`.
+#[derive(Debug)]
 pub struct SendReceipt {
     pool: DatabasePool,
     audit: Option<AuditLog>,
@@ -72,7 +74,7 @@ impl Listener<UserCreated> for SendReceipt {
 
 /// `on` written without `async`, returning `impl Future`, as the trait allows: the macro
 /// accepts it (a missing `async` is an error only when `on` returns nothing or a `Result`).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct CountUsers;
 
 #[event_listener]

@@ -69,6 +69,7 @@ pub struct Info {
 
 impl Info {
     /// An `info` with this version, the service name as title and the default description.
+    #[must_use]
     pub fn new(version: impl Into<String>) -> Self {
         Self { title: None, version: version.into(), description: None }
     }

@@ -110,6 +110,7 @@ static NAMED: LazyLock<Mutex<HashMap<String, MemoryBroker>>> = LazyLock::new(Mut
 
 impl MemoryBroker {
     /// A new, empty broker.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }

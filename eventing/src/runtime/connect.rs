@@ -27,8 +27,7 @@ pub(crate) async fn connect(url: &str, service: &str, process_id: &str) -> Resul
             known: known_schemes().join(", "),
         });
     };
-    let options =
-        ConnectOptions { url: url.to_owned(), service: service.to_owned(), process_id: process_id.to_owned() };
+    let options = ConnectOptions::new(url, service, process_id);
     Ok((factory.connect)(options).await?)
 }
 

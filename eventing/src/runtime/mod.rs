@@ -50,6 +50,7 @@ pub const DEFAULT_CONCURRENCY: u16 = 16;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use]
 pub fn builder() -> Builder {
     Builder::default()
 }
@@ -147,6 +148,7 @@ impl std::fmt::Debug for Builder {
 impl Builder {
     /// The broker URL; its scheme picks the transport (`memory://`, or `amqp://` and
     /// `amqps://` with `eventing-amqp` linked). Default: `EVENTING_URL`, else `memory://`.
+    #[must_use]
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
@@ -154,12 +156,14 @@ impl Builder {
 
     /// A transport picked in code, e.g. [`MemoryBroker::transport`](crate::memory::MemoryBroker::transport).
     /// Takes precedence over [`url`](Self::url).
+    #[must_use]
     pub fn transport(mut self, transport: impl Transport) -> Self {
         self.transport = Some(Arc::new(transport));
         self
     }
 
     /// The topic exchange (default `eventing`, or `EVENTING_EXCHANGE`).
+    #[must_use]
     pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
         self.exchange = Some(exchange.into());
         self
@@ -169,6 +173,7 @@ impl Builder {
     /// and the first part of the connection name (`<service>@<process id>`). Default:
     /// `EVENTING_SERVICE`, else each listener's crate name in snake case; the bus itself is
     /// named after its listeners' crate when they share one, else after the executable.
+    #[must_use]
     pub fn service(mut self, service: impl Into<String>) -> Self {
         self.service = Some(service.into());
         self
@@ -176,6 +181,7 @@ impl Builder {
 
     /// This process's id, the last part of `per_process` queue names.
     /// Default: `EVENTING_PROCESS_ID`, else `<host>-<pid>`.
+    #[must_use]
     pub fn process_id(mut self, process_id: impl Into<String>) -> Self {
         self.process_id = Some(process_id.into());
         self
@@ -183,6 +189,7 @@ impl Builder {
 
     /// Gives listeners a value to build from (see [`FromState`](crate::FromState)).
     /// One value per type; a later one replaces an earlier one.
+    #[must_use]
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
         self
@@ -190,6 +197,7 @@ impl Builder {
 
     /// Handler calls in flight at once per listener, unless the listener's attribute says
     /// otherwise (default 16; 1 handles one message at a time, in queue order).
+    #[must_use]
     pub fn concurrency(mut self, concurrency: u16) -> Self {
         self.concurrency = concurrency;
         self
@@ -197,12 +205,14 @@ impl Builder {
 
     /// Deliveries buffered per consumer, unless the listener's attribute says otherwise
     /// (default: twice the concurrency; never less than the concurrency).
+    #[must_use]
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = Some(prefetch);
         self
     }
 
     /// How long the broker keeps an unused shared queue of a non-durable event (default 30 min).
+    #[must_use]
     pub fn idle_queue_expiry(mut self, expiry: Duration) -> Self {
         self.idle_queue_expiry = expiry;
         self
@@ -210,6 +220,7 @@ impl Builder {
 
     /// How long [`Bus::shutdown`] waits for in-flight handlers (default 30 s); messages of
     /// handlers still running then are redelivered later.
+    #[must_use]
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
@@ -217,6 +228,7 @@ impl Builder {
 
     /// How failed deliveries are retried, unless the listener's attribute says otherwise
     /// (default: [`RetryPolicy::default`], 5 attempts, waits from 1 s doubling).
+    #[must_use]
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
@@ -224,6 +236,7 @@ impl Builder {
 
     /// Injects faults into this bus's deliveries (see [`Chaos`]); also read from
     /// `EVENTING_CHAOS` (`fail=0.2,nack=0.05,delay=10..50ms,exempt=a|b`). Off by default.
+    #[must_use]
     pub fn chaos(mut self, chaos: Chaos) -> Self {
         self.chaos = Some(chaos);
         self
@@ -231,6 +244,7 @@ impl Builder {
 
     /// Adds an interceptor value to this bus, after the `#[interceptor]`s registered with
     /// the same order (0); see [`Interceptor`] for what runs where.
+    #[must_use]
     pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
         self.interceptors.push(Placed::given(interceptor));
         self
@@ -238,12 +252,14 @@ impl Builder {
 
     /// How long [`Bus::request`] and [`Context::request`](crate::Context::request) wait for
     /// a reply (default 30 s); also the request's expiration on the broker.
+    #[must_use]
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// Starts only the listeners for which `include` returns true (default: all).
+    #[must_use]
     pub fn listeners(mut self, include: impl Fn(&ListenerInfo) -> bool + Send + Sync + 'static) -> Self {
         self.include = Box::new(include);
         self
@@ -263,7 +279,7 @@ impl Builder {
             None => env("EVENTING_CHAOS")
                 .map(|text| Chaos::parse(&text))
                 .transpose()
-                .map_err(|reason| Error::InvalidChaos { reason })?,
+                .map_err(|source| Error::InvalidChaos { source })?,
         }
         .filter(Chaos::is_active)
         .map(Arc::new);

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::naming::NameError;
 use crate::registry::{RegisteredListener, ordered};
 use crate::transport::{BindingSpec, QueueLifetime, QueueRole, QueueSpec, Topology};
 use crate::{Error, ListenerMode, Registry, RetryPolicy, naming};
@@ -178,6 +179,11 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
     Ok(Plan { service, topology, listeners, events })
 }
 
-fn check(result: Result<(), String>, kind: &'static str, name: &str, origin: &str) -> Result<(), Error> {
-    result.map_err(|reason| Error::InvalidName { kind, name: name.to_owned(), rust_type: origin.to_owned(), reason })
+fn check(result: Result<(), NameError>, kind: &'static str, name: &str, origin: &str) -> Result<(), Error> {
+    result.map_err(|reason| Error::InvalidName {
+        kind,
+        name: name.to_owned(),
+        rust_type: origin.to_owned(),
+        reason: reason.to_string(),
+    })
 }

@@ -47,7 +47,7 @@ pub(crate) fn extra_headers<K: Into<String>, V: Into<HeaderValue>>(
             return Err(Error::ReservedHeader { name });
         }
         if let Err(reason) = naming::check_length(&name) {
-            return Err(Error::InvalidHeader { name, reason });
+            return Err(Error::InvalidHeader { name, reason: reason.to_string() });
         }
         extra.insert(name, value.into());
     }
@@ -130,7 +130,7 @@ impl Publisher {
             kind: "event",
             name: name.to_owned(),
             rust_type: "publish_raw".into(),
-            reason,
+            reason: reason.to_string(),
         })?;
         serde_json::from_slice::<IgnoredAny>(&body)
             .map_err(|source| Error::InvalidJson { event: name.to_owned(), source })?;

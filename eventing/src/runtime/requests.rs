@@ -55,7 +55,7 @@ impl RequestPlan {
                 kind: "request",
                 name: request.name.to_owned(),
                 rust_type: rust_type.to_owned(),
-                reason,
+                reason: reason.to_string(),
             })?;
             if let Some(event) = events.events().iter().find(|event| event.name == request.name) {
                 return Err(Error::RequestNameClash {

@@ -59,6 +59,7 @@ impl Builder {
     /// Reads settings from this `eventing.toml` (default: `EVENTING_CONFIG`, else
     /// `./eventing.toml` when present). A mistake in it is a start error naming the file,
     /// line and key; see the README for what it holds and what wins over what.
+    #[must_use]
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config_file = Some(path.into());
         self
@@ -66,6 +67,7 @@ impl Builder {
 
     /// Whether this bus runs the `#[recurring]` items linked into the program (default:
     /// true). A bus that only publishes (a CLI, a script) turns them off.
+    #[must_use]
     pub fn recurring(mut self, run: bool) -> Self {
         self.run_recurring = run;
         self

@@ -51,7 +51,7 @@ pub struct Quote {
     pub cents: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ReserveStock;
 
 #[event_listener]
@@ -61,7 +61,7 @@ impl Listener<OrderPlaced> for ReserveStock {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RefreshPriceCache;
 
 #[event_listener(per_process)]
@@ -71,7 +71,7 @@ impl Listener<PriceChanged> for RefreshPriceCache {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct OrderAudit;
 
 #[event_listener(pattern = "orders.#")]
@@ -81,7 +81,7 @@ impl Listener<RawEvent> for OrderAudit {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ShippingDesk;
 
 #[request_handler]
@@ -91,7 +91,7 @@ impl RequestHandler<QuoteShipping> for ShippingDesk {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ExpireCarts;
 
 #[recurring(every = "5m")]

@@ -27,7 +27,7 @@ pub struct ClusterJob {
 }
 
 /// Competing consumer: each job should run once across both processes.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RunClusterJob;
 
 #[event_listener]

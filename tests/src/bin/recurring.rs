@@ -6,7 +6,7 @@ use eventing::{Context, HandlerError, Recurring, recurring};
 use eventing_amqp as _;
 use tokio::io::AsyncReadExt;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Beat;
 
 #[recurring(every = "1s")]

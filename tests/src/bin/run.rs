@@ -15,7 +15,7 @@ pub struct Tick {
 }
 
 /// Takes a moment per tick, so a shutdown has something in flight to wait for.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct SlowTick;
 
 #[event_listener]

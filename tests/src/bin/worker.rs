@@ -16,7 +16,7 @@ pub struct Job {
 }
 
 /// Competing consumer: each job runs once across all processes.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RunJob;
 
 #[event_listener]
@@ -28,7 +28,7 @@ impl Listener<Job> for RunJob {
 }
 
 /// Per-process listener: every process sees every job.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct WatchJobs;
 
 #[event_listener(per_process)]
