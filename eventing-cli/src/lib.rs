@@ -22,9 +22,9 @@
 //!   `eventing::asyncapi`);
 //! - `eventing config check [path]` — checks an `eventing.toml` against this binary's
 //!   listeners and recurring items and prints the settings each runs with;
-//! - `eventing topology delete [--yes] [--force]` — deletes those queues (listener, retry
-//!   and dead-letter queues) and the exchange once nothing else is bound to it; refuses
-//!   queues that hold messages or have consumers unless `--force`;
+//! - `eventing topology delete [--yes] [--force]` — deletes those queues (listener and
+//!   dead-letter queues, the service's delay tiers) and the exchanges once nothing else is
+//!   bound to them; refuses queues that hold messages or have consumers unless `--force`;
 //! - `eventing dlq list <queue> [--limit N] [--full] [--json]` — dead letters with reason,
 //!   attempts, times, custom headers and body (1 KiB of it unless `--full`);
 //! - `eventing dlq requeue <queue> [--limit N]` — back to the listener that failed, as a
@@ -117,8 +117,9 @@ enum TopologyAction {
     /// Declare the exchange, queues and bindings the registry and configuration describe,
     /// then exit (for a deploy step).
     Declare,
-    /// Delete the listener, retry and dead-letter queues of the linked listeners, and the
-    /// exchange when nothing else is bound to it. Asks first unless --yes.
+    /// Delete the listener and dead-letter queues of the linked listeners, their service's
+    /// delay tiers, and the exchanges when nothing else is bound to them. Asks first unless
+    /// --yes.
     Delete {
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -314,10 +315,12 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
                     let declared = eventing::transport::Transport::declare(&broker, &topology).await;
                     let _ = eventing::transport::Transport::close(&broker).await;
                     declared?;
+                    let tiers = topology.queues.iter().filter(|queue| is_tier(queue)).count();
+                    let events = topology.exchanges.iter().filter(|exchange| !is_tier_exchange(&topology, exchange));
                     Ok(writeln!(
                         console.out,
-                        "declared exchange {}, {} queues, {} bindings",
-                        topology.exchanges.join(", "),
+                        "declared exchange {}, {} queues ({tiers} of them delay tiers, each with its exchange), {} bindings",
+                        events.cloned().collect::<Vec<_>>().join(", "),
                         topology.queues.len(),
                         topology.bindings.len()
                     )?)
@@ -510,7 +513,12 @@ async fn delete_topology(
                 QueueRole::DeadLetter => {
                     format!("`{}` holds {messages} dead letter(s) (requeue or purge them first)", spec.name)
                 }
-                _ => format!("`{}` holds {messages} message(s) not yet handled", spec.name),
+                QueueRole::Delay { .. } => format!(
+                    "`{}` holds {messages} retry(ies) waiting to return to their queues (the service's tier: \
+                     they may be other listeners' too)",
+                    spec.name
+                ),
+                QueueRole::Listener => format!("`{}` holds {messages} message(s) not yet handled", spec.name),
             });
         }
         if consumers > 0 {
@@ -568,7 +576,7 @@ fn role_name(role: &QueueRole) -> &'static str {
     match role {
         QueueRole::Listener => "listener",
         QueueRole::DeadLetter => "dead-letter",
-        QueueRole::Retry { .. } => "retry",
+        QueueRole::Delay { .. } => "delay tier",
     }
 }
 
@@ -701,9 +709,22 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+fn is_tier(queue: &eventing::transport::QueueSpec) -> bool {
+    matches!(queue.role, QueueRole::Delay { .. })
+}
+
+/// Whether `exchange` is the exchange of a delay tier (it has the tier's name).
+fn is_tier_exchange(topology: &Topology, exchange: &str) -> bool {
+    topology.queues.iter().any(|queue| is_tier(queue) && queue.name == exchange)
+}
+
 fn print_topology(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
     for exchange in &topology.exchanges {
-        writeln!(out, "exchange {exchange} (durable topic)")?;
+        if is_tier_exchange(topology, exchange) {
+            writeln!(out, "exchange {exchange} (durable topic; of the delay tier of its name)")?;
+        } else {
+            writeln!(out, "exchange {exchange} (durable topic)")?;
+        }
     }
     for queue in &topology.queues {
         let lifetime = match queue.lifetime {
@@ -714,7 +735,11 @@ fn print_topology(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io:
         let role = match &queue.role {
             QueueRole::Listener => "listener".to_owned(),
             QueueRole::DeadLetter => "dead letters".to_owned(),
-            QueueRole::Retry { delay, target } => format!("retry after {}ms into {target}", delay.as_millis()),
+            QueueRole::Delay { delay, transient } => format!(
+                "delay tier: retries wait {}ms, then return to the queue their routing key names{}",
+                delay.as_millis(),
+                if *transient { "; dropped if it is gone" } else { "" }
+            ),
         };
         writeln!(out, "queue {} ({lifetime}; {role})", queue.name)?;
     }

@@ -122,7 +122,13 @@ async fn topology_delete_removes_the_declared_queues_and_refuses_dead_letters_wi
         .filter(|spec| spec.lifetime != QueueLifetime::Exclusive)
         .map(|spec| cleanup.queue(&spec.name))
         .collect();
-    assert!(queues.iter().any(|queue| queue.contains(".retry.")), "retry tiers are part of it: {queues:?}");
+    let tiers: Vec<String> = topology
+        .queues
+        .iter()
+        .filter(|spec| matches!(spec.role, QueueRole::Delay { .. }))
+        .map(|spec| cleanup.exchange(&spec.name))
+        .collect();
+    assert!(!tiers.is_empty(), "the service's delay tiers are part of it: {queues:?}");
     let dead_letters = eventing::naming::dead_letter_queue(&service, ParcelLost::NAME, "reimburse");
 
     let bus = eventing::builder()
@@ -177,6 +183,9 @@ async fn topology_delete_removes_the_declared_queues_and_refuses_dead_letters_wi
         assert!(!exists(&plain, queue).await, "`{queue}` is still there");
     }
     assert!(deleted.out.contains(&format!("kept exchange {exchange}: other queues are still bound to it")));
+    for tier in &tiers {
+        assert!(deleted.out.contains(&format!("deleted exchange {tier}\n")), "{}", deleted.out);
+    }
 
     plain.delete(&other).await;
     let again = eventing(&[&common[..], &["--yes"]].concat(), None).await;
@@ -184,3 +193,4 @@ async fn topology_delete_removes_the_declared_queues_and_refuses_dead_letters_wi
     assert!(!again.out.contains("deleted queue"), "nothing left to delete: {}", again.out);
     assert!(again.out.contains(&format!("deleted exchange {exchange}")), "{}", again.out);
 }
+

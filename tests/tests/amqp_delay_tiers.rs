@@ -1,17 +1,21 @@
 //! Shared delay tiers on RabbitMQ: what the broker does with them (dead-lettering with the
 //! routing key a message was published with; what at-least-once dead-lettering does with a
-//! retry whose queue is gone).
+//! retry whose queue is gone), and what eventing declares and does with them.
 
 mod support;
 
-use std::time::Duration;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use eventing::{Context, FromState, HandlerError, Listener, MissingState, RetryPolicy, State, event, event_listener};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
-use support::broker::reachable_amqp_url;
+use serde::{Deserialize, Serialize};
+use support::broker::{delete_scope, reachable_amqp_url};
 
 /// Retries for a queue that is gone: more than the 32 dead letters a quorum queue's
 /// at-least-once dead-letter worker holds unconfirmed (with 10 the tier still moves on).
@@ -169,4 +173,263 @@ async fn at_least_once_tiers_stall_behind_retries_for_missing_queues_and_at_most
     assert_eq!(raw.count(&alive).await, 1, "the at-least-once tier is stuck behind the retries for `{gone}`");
     assert_eq!(raw.count(&lossy).await, 0, "the at-most-once tier dropped them");
     raw.delete().await;
+}
+
+/// A durable event with three listeners.
+#[event(name = "tiers.order_placed", durable)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub n: u64,
+    /// `ReserveStock` fails every attempt up to this one.
+    pub fail_until: u32,
+}
+
+/// A non-durable event with a per-process and a competing listener.
+#[event(name = "tiers.cart_touched")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CartTouched {
+    pub n: u64,
+    /// Both listeners fail every attempt up to this one.
+    pub fail_until: u32,
+}
+
+/// One delivery a listener saw: listener, event number, attempt, when.
+type Delivery = (&'static str, u64, u32, Instant);
+
+/// Every delivery the listeners saw.
+#[derive(Clone, Default)]
+pub struct Seen(Arc<Mutex<Vec<Delivery>>>);
+
+impl Seen {
+    fn note(&self, listener: &'static str, n: u64, ctx: &Context) {
+        self.0.lock().expect("lock").push((listener, n, ctx.attempt(), Instant::now()));
+    }
+
+    fn of(&self, listener: &str) -> Vec<(u64, u32, Instant)> {
+        let seen = self.0.lock().expect("lock");
+        seen.iter().filter(|(name, ..)| *name == listener).map(|(_, n, attempt, at)| (*n, *attempt, *at)).collect()
+    }
+
+    /// Polls until `done` holds; panics after `within`.
+    async fn wait(&self, within: Duration, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(self) {
+            assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+macro_rules! recording_listener {
+    ($type:ident, $event:ident, $name:literal, $fails:expr $(, $attribute:ident)?) => {
+        pub struct $type {
+            seen: Seen,
+        }
+
+        impl FromState for $type {
+            fn from_state(state: &State) -> Result<Self, MissingState> {
+                Ok(Self { seen: state.get::<Seen>()?.clone() })
+            }
+        }
+
+        #[event_listener(name = $name $(, $attribute)?)]
+        impl Listener<$event> for $type {
+            async fn on(&self, event: $event, ctx: &Context) -> Result<(), HandlerError> {
+                self.seen.note($name, event.n, ctx);
+                let fails: bool = $fails;
+                if fails && ctx.attempt() <= event.fail_until {
+                    return Err(HandlerError::msg(format!("{} fails attempt {}", $name, ctx.attempt())));
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+recording_listener!(ReserveStock, OrderPlaced, "reserve_stock", true);
+recording_listener!(BillOrder, OrderPlaced, "bill_order", false);
+recording_listener!(NotifyWarehouse, OrderPlaced, "notify_warehouse", false);
+recording_listener!(ForgetCart, CartTouched, "forget_cart", true, per_process);
+recording_listener!(RecountCart, CartTouched, "recount_cart", true);
+
+/// `rabbitmqctl list_<what> <columns>`, rows whose name starts with `prefix`, sorted.
+fn list(what: &str, columns: &[&str], prefix: &str) -> Vec<String> {
+    let output = Command::new("rabbitmqctl")
+        .args([&format!("list_{what}"), "--quiet", "--no-table-headers"])
+        .args(columns)
+        .output()
+        .expect("rabbitmqctl runs");
+    let mut rows: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn bus(url: &str, service: &str, exchange: &str, listener: &'static str) -> eventing::Builder {
+    eventing::builder()
+        .url(url.to_owned())
+        .service(service.to_owned())
+        .exchange(exchange.to_owned())
+        .listeners(move |info| listener.split(',').any(|name| name == info.name))
+}
+
+/// Issue 13, item 5: with the default policy (waits of 1, 2, 4 and 8 s) a service of three
+/// listeners declares its three queues, three dead-letter queues and four delay tiers it
+/// shares, not four retry queues per listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_listeners_share_the_four_delay_tiers_of_their_service() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let service = unique("tiers-count");
+    let exchange = unique("tiers-count-exchange");
+    let seen = Seen::default();
+    let bus = bus(&url, &service, &exchange, "reserve_stock,bill_order,notify_warehouse")
+        .state(seen.clone())
+        .start()
+        .await
+        .expect("start");
+    let queues = list("queues", &["name"], &service);
+    let listener = |name: &str| format!("{service}.tiers.order_placed.{name}");
+    let mut expected = vec![
+        format!("{service}.delay.1000ms"),
+        format!("{service}.delay.2000ms"),
+        format!("{service}.delay.4000ms"),
+        format!("{service}.delay.8000ms"),
+    ];
+    for name in ["reserve_stock", "bill_order", "notify_warehouse"] {
+        expected.push(listener(name));
+        expected.push(format!("{}.dead_letter", listener(name)));
+    }
+    expected.sort();
+    assert_eq!(queues, expected, "3 listener queues, 3 dead-letter queues, 4 shared tiers");
+
+    // A tier of durable queues: a quorum queue whose messages expire through the default
+    // exchange with their own routing key (no fixed dead-letter routing key), at least once.
+    let tier = list("queues", &["name", "type", "arguments"], &format!("{service}.delay.1000ms"));
+    let [tier] = tier.as_slice() else { panic!("{tier:?}") };
+    assert!(tier.contains(" quorum "), "{tier}");
+    for argument in [
+        "{\"x-message-ttl\",1000}",
+        "{\"x-dead-letter-exchange\",[]}",
+        "{\"x-dead-letter-strategy\",\"at-least-once\"}",
+        "{\"x-overflow\",\"reject-publish\"}",
+    ] {
+        assert!(tier.contains(argument), "{argument} in {tier}");
+    }
+    assert!(!tier.contains("x-dead-letter-routing-key"), "{tier}");
+    // Each tier is reached through an exchange of its name that takes every routing key.
+    let exchanges = list("exchanges", &["name", "type"], &service);
+    assert_eq!(
+        exchanges,
+        [1000, 2000, 4000, 8000].map(|ms| format!("{service}.delay.{ms}ms topic")).to_vec(),
+        "one exchange per tier"
+    );
+    bus.shutdown().await.expect("shutdown");
+    delete_scope(&url, &service, &exchange).await;
+}
+
+/// A retry goes back to the listener that failed, and to no other listener of the event,
+/// after the policy's wait: 500 ms, then 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_returns_after_its_wait_to_the_listener_that_failed_and_no_other() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let service = unique("tiers-route");
+    let exchange = unique("tiers-route-exchange");
+    let seen = Seen::default();
+    let bus = bus(&url, &service, &exchange, "reserve_stock,bill_order,notify_warehouse")
+        .retry_policy(RetryPolicy::exponential(3, Duration::from_millis(500)))
+        .state(seen.clone())
+        .start()
+        .await
+        .expect("start");
+    bus.publish(&OrderPlaced { n: 1, fail_until: 2 }).await.expect("publish");
+    seen.wait(Duration::from_secs(20), "the third attempt", |seen| seen.of("reserve_stock").len() >= 3).await;
+    // Time for a stray retry to reach another listener.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let reserve = seen.of("reserve_stock");
+    assert_eq!(reserve.iter().map(|(n, attempt, _)| (*n, *attempt)).collect::<Vec<_>>(), [(1, 1), (1, 2), (1, 3)]);
+    for (waited, (before, after)) in
+        [Duration::from_millis(500), Duration::from_secs(1)].into_iter().zip(reserve.iter().zip(&reserve[1..]))
+    {
+        let gap = after.2 - before.2;
+        assert!(gap >= waited && gap < waited + Duration::from_secs(3), "waited {gap:?} for a {waited:?} tier");
+    }
+    for other in ["bill_order", "notify_warehouse"] {
+        let deliveries: Vec<(u64, u32)> = seen.of(other).iter().map(|(n, attempt, _)| (*n, *attempt)).collect();
+        assert_eq!(deliveries, [(1, 1)], "{other} saw the event once, and none of reserve_stock's retries");
+    }
+    bus.shutdown().await.expect("shutdown");
+    for tier in ["500ms", "1000ms"] {
+        assert_eq!(list("queues", &["name", "messages"], &format!("{service}.delay.{tier}")).len(), 1);
+    }
+    delete_scope(&url, &service, &exchange).await;
+}
+
+/// A per-process queue is gone with its process, and the retries waiting for it expire into
+/// nothing: they are dropped (as RabbitMQ drops any message the default exchange cannot
+/// route), and the retries queued behind them in the same tier still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_for_a_per_process_queue_that_is_gone_are_dropped_and_hold_up_no_other() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let service = unique("tiers-gone");
+    let exchange = unique("tiers-gone-exchange");
+    let policy = RetryPolicy::fixed(3, Duration::from_secs(1));
+    let seen = Seen::default();
+    let gone = bus(&url, &service, &exchange, "forget_cart")
+        .process_id("gone")
+        .retry_policy(policy)
+        .state(seen.clone())
+        .start()
+        .await
+        .expect("start the process that goes");
+    for n in 0..GONE as u64 {
+        gone.publish(&CartTouched { n, fail_until: 3 }).await.expect("publish");
+    }
+    seen.wait(Duration::from_secs(20), "every first attempt", |seen| seen.of("forget_cart").len() >= GONE).await;
+    gone.shutdown().await.expect("shutdown");
+
+    let alive = bus(&url, &service, &exchange, "recount_cart")
+        .process_id("alive")
+        .retry_policy(policy)
+        .state(seen.clone())
+        .start()
+        .await
+        .expect("start");
+    alive.publish(&CartTouched { n: 1000, fail_until: 1 }).await.expect("publish");
+    seen.wait(Duration::from_secs(15), "recount_cart's retry", |seen| {
+        seen.of("recount_cart").iter().any(|(n, attempt, _)| (*n, *attempt) == (1000, 2))
+    })
+    .await;
+    alive.shutdown().await.expect("shutdown");
+    let tiers: Vec<String> = list("queues", &["name", "messages"], &format!("{service}.delay."));
+    assert!(tiers.iter().all(|row| row.ends_with(" 0")), "the tiers hold nothing: {tiers:?}");
+    delete_scope(&url, &service, &exchange).await;
+}
+
+/// The shared queue of a non-durable event expires after it was idle (30 minutes by
+/// default); a queue nobody consumes is idle however many messages pass through it, so
+/// retry queues declared along with it expired while the service ran, and its retries were
+/// then refused (returned to the listener's queue again and again, never retried). The
+/// shared tiers are durable and never expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_a_non_durable_event_still_work_after_the_idle_expiry() {
+    let Some(url) = reachable_amqp_url() else { return };
+    let service = unique("tiers-idle");
+    let exchange = unique("tiers-idle-exchange");
+    let seen = Seen::default();
+    let bus = bus(&url, &service, &exchange, "recount_cart")
+        .idle_queue_expiry(Duration::from_secs(1))
+        .retry_policy(RetryPolicy::fixed(2, Duration::from_millis(200)))
+        .state(seen.clone())
+        .start()
+        .await
+        .expect("start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bus.publish(&CartTouched { n: 1, fail_until: 1 }).await.expect("publish");
+    seen.wait(Duration::from_secs(10), "the retry", |seen| seen.of("recount_cart").iter().any(|(_, a, _)| *a == 2))
+        .await;
+    bus.shutdown().await.expect("shutdown");
+    delete_scope(&url, &service, &exchange).await;
 }
