@@ -25,6 +25,8 @@
 //! - `eventing topology delete [--yes] [--force]` — deletes those queues (listener and
 //!   dead-letter queues, the service's delay tiers) and the exchanges once nothing else is
 //!   bound to them; refuses queues that hold messages or have consumers unless `--force`;
+//! - `eventing topology prune` — deletes, when empty, the per-listener retry queues
+//!   (`<queue>.retry.<ms>ms`) that versions before the shared delay tiers declared;
 //! - `eventing dlq list <queue> [--limit N] [--full] [--json]` — dead letters with reason,
 //!   attempts, times, custom headers and body (1 KiB of it unless `--full`);
 //! - `eventing dlq requeue <queue> [--limit N]` — back to the listener that failed, as a
@@ -128,6 +130,11 @@ enum TopologyAction {
         #[arg(long)]
         force: bool,
     },
+    /// Delete the retry queues `<queue>.retry.<ms>ms` of the linked listeners, left by
+    /// versions before the shared delay tiers, each only once it is empty (its retries have
+    /// returned to their listener). Run it once no process of an earlier version runs. It
+    /// deletes nothing that holds a message, so it does not ask.
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +338,16 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
                     }
                     let broker = connect(cli.url).await?;
                     let result = delete_topology(&broker, &topology, yes, force, console).await;
+                    let _ = eventing::transport::Transport::close(&broker).await;
+                    result
+                }
+                Some(TopologyAction::Prune) => {
+                    let listeners = builder.listener_settings()?;
+                    if !listeners.iter().any(|listener| listener.enabled) {
+                        return Err(CliError::NoListeners);
+                    }
+                    let broker = connect(cli.url).await?;
+                    let result = prune(&broker, &topology, &listeners, console).await;
                     let _ = eventing::transport::Transport::close(&broker).await;
                     result
                 }
@@ -552,6 +569,49 @@ async fn delete_topology(
         }
     }
     Ok(())
+}
+
+/// Deletes the retry queues that versions before the shared delay tiers declared per
+/// listener queue (`<queue>.retry.<ms>ms`, one per wait of the listener's policy), each only
+/// if it is empty. Exclusive ones went with their connection. Counting and then deleting is
+/// safe once no process of an earlier version runs: nothing publishes into these queues any
+/// more, messages only leave them (AMQP's atomic `if-empty` delete is not an option: quorum
+/// queues refuse it with a connection error).
+async fn prune(
+    broker: &AmqpTransport,
+    topology: &Topology,
+    listeners: &[eventing::ListenerSettings],
+    console: &mut Console<'_>,
+) -> Result<(), CliError> {
+    let (mut deleted, mut kept) = (0, 0);
+    for listener in listeners.iter().filter(|listener| listener.enabled) {
+        let Some(queue) = &listener.queue else { continue };
+        if topology.queues.iter().any(|spec| spec.name == *queue && spec.lifetime == QueueLifetime::Exclusive) {
+            continue;
+        }
+        for delay in listener.retry.delays() {
+            let retry_queue = eventing::naming::retry_queue(queue, delay);
+            let messages = match broker.message_count(&retry_queue).await {
+                Ok(messages) => messages,
+                Err(TransportError::NotFound { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            if messages == 0 {
+                broker.delete_queue(&retry_queue).await?;
+                deleted += 1;
+                writeln!(console.out, "deleted queue {retry_queue}")?;
+            } else {
+                kept += 1;
+                writeln!(
+                    console.out,
+                    "kept queue {retry_queue}: it holds {messages} retry(ies), which return to {queue} within {}ms; \
+                     prune again then",
+                    delay.as_millis()
+                )?;
+            }
+        }
+    }
+    Ok(writeln!(console.out, "pruned {deleted} retry queue(s) of earlier versions, kept {kept}")?)
 }
 
 /// Asks `question` on the console; only a terminal's "y" or "yes" confirms.

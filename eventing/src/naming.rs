@@ -171,7 +171,7 @@ pub fn transient_delay_tier(service: &str, delay: std::time::Duration) -> String
 }
 
 /// The retry queue one listener queue had per wait before the delay tiers were shared,
-/// `<queue>.retry.<ms>ms`.
+/// `<queue>.retry.<ms>ms`: what `eventing topology prune` looks for after an upgrade.
 ///
 /// ```
 /// # use std::time::Duration;
