@@ -267,12 +267,15 @@ async fn with_eventing(url: &str, messages: u64, stamp: &str) -> Result<(f64, f6
     let topology = consumer.topology().clone();
     consumer.shutdown().await?;
 
-    // Everything the bus declared: the listener, retry and dead-letter queues, the exchange.
+    // Everything the bus declared: the listener and dead-letter queues, the delay tiers, the
+    // exchanges.
     let admin = AmqpTransport::connect(url, AmqpOptions::default()).await?;
     for queue in &topology.queues {
         admin.delete_queue(&queue.name).await?;
     }
-    admin.delete_exchange(&exchange).await?;
+    for exchange in &topology.exchanges {
+        admin.delete_exchange(exchange).await?;
+    }
     Ok((publish, consume))
 }
 

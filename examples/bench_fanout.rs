@@ -201,7 +201,9 @@ async fn backlog(url: &str, backlog: u64) -> Result<BacklogRun, BoxError> {
     for queue in &topology.queues {
         admin.delete_queue(&queue.name).await?;
     }
-    admin.delete_exchange(&exchange).await?;
+    for exchange in &topology.exchanges {
+        admin.delete_exchange(exchange).await?;
+    }
     eventing::transport::Transport::close(&admin).await?;
     Ok(BacklogRun { publish, drain, rss_before_kib: rss_before, rss_peak_kib: peak })
 }

@@ -3,7 +3,7 @@
 //! message lapin cannot parse is shown and requeued instead of hanging the call.
 
 use eventing::message::{HeaderValue, Message, header};
-use eventing::transport::{QueueLifetime, QueueRole, QueueSpec, Route, TransportError, redact_url};
+use eventing::transport::{Origin, QueueLifetime, QueueRole, QueueSpec, Route, TransportError, redact_url};
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
@@ -120,7 +120,7 @@ impl AmqpTransport {
     /// AMQP client cannot read a queue's arguments, so this redeclares it with the
     /// dead-letter arguments and lets the broker's equivalence check answer; RabbitMQ
     /// refuses (and this returns `false`) for a transient queue, an expiring listener queue
-    /// or a retry queue. An error naming the queue when it does not exist (checked first, so
+    /// or a delay tier. An error naming the queue when it does not exist (checked first, so
     /// the redeclaration does not create it), [`TransportError::Locked`] when it is
     /// exclusive to another connection.
     pub async fn has_dead_letter_shape(&self, queue: &str) -> Result<bool, TransportError> {
@@ -199,7 +199,7 @@ impl AmqpTransport {
                 };
                 message.attempt = 1;
                 message.headers.remove(header::ATTEMPTS);
-                crate::publish::publish(&self.link, Route::Queue(&original), &message).await?;
+                crate::publish::publish(&self.link, Route::Queue(&original), &message, Origin::Runtime).await?;
                 client
                     .run(move |connection| connection.ack(tag))
                     .await

@@ -9,9 +9,8 @@ use crate::tls::{self, ClientIdentity, TlsError};
 
 /// How durable queues are declared.
 ///
-/// Retry tiers of durable events are quorum queues whatever this says (they dead-letter
-/// at-least-once); exclusive (per-process) queues and expiring queues (non-durable events)
-/// stay classic.
+/// Delay tiers (`<service>.delay.<ms>ms`) are quorum queues whatever this says; exclusive
+/// (per-process) queues and expiring queues (non-durable events) stay classic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum QueueType {

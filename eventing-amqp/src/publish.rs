@@ -24,7 +24,7 @@
 //! next one as soon as it publishes.
 
 use eventing::message::Message;
-use eventing::transport::{Route, TransportError};
+use eventing::transport::{Origin, Route, TransportError};
 use lapin::options::BasicPublishOptions;
 use lapin::{Confirmation, ErrorKind};
 
@@ -51,10 +51,16 @@ enum Failure {
 
 /// Publishes and returns once the broker confirmed. Events go to the exchange without
 /// `mandatory` (an event nobody listens to is not an error); messages for one queue (dead
-/// letters, requeues) are `mandatory`, so a missing queue is an error.
-pub(crate) async fn publish(link: &Link, route: Route<'_>, message: &Message) -> Result<(), TransportError> {
+/// letters, requeues) and the runtime's moves (a retry into a delay tier) are `mandatory`,
+/// so a missing queue is an error, not a message lost.
+pub(crate) async fn publish(
+    link: &Link,
+    route: Route<'_>,
+    message: &Message,
+    origin: Origin,
+) -> Result<(), TransportError> {
     let (exchange, routing_key, mandatory) = match route {
-        Route::Exchange { exchange, routing_key } => (exchange, routing_key, false),
+        Route::Exchange { exchange, routing_key } => (exchange, routing_key, origin == Origin::Runtime),
         Route::Queue(queue) => ("", queue, true),
     };
     let timeout = link.options.publish_timeout;

@@ -59,31 +59,30 @@ pub(crate) async fn bind(channel: &Channel, binding: &BindingSpec) -> Result<(),
 /// - expiring: durable with `x-expires`, the form RabbitMQ 4.x accepts for shared queues of
 ///   non-durable events (transient non-exclusive queues are deprecated);
 /// - exclusive: exclusive and auto-delete, gone with the connection;
-/// - retry tiers additionally: `x-message-ttl` and dead-lettering back to the listener queue;
-///   durable ones are quorum queues that dead-letter at-least-once, so a broker restart
-///   cannot drop a retry in flight.
+/// - delay tiers: durable quorum queues whatever the queue type, with `x-message-ttl` and
+///   dead-lettering through the default exchange with no routing key of their own, so an
+///   expired message goes to the queue its routing key names. A tier of durable queues
+///   dead-letters at-least-once, so a broker restart cannot drop a retry in flight; a
+///   transient tier at-most-once, so a retry whose queue is gone is dropped instead of held.
 pub(crate) fn queue_arguments(spec: &QueueSpec, queue_type: QueueType) -> (QueueDeclareOptions, FieldTable) {
     let mut arguments = FieldTable::default();
-    let is_retry = matches!(spec.role, QueueRole::Retry { .. });
-    if let QueueRole::Retry { delay, target } = &spec.role {
-        // Expired messages go back to the listener's queue through the default exchange:
-        // only that listener sees the retry, whatever else is bound to the event.
+    let is_tier = matches!(spec.role, QueueRole::Delay { .. });
+    if let QueueRole::Delay { delay, transient } = spec.role {
         let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(millis));
         arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
-        arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(target.as_str().into()));
-    }
-    if is_retry && spec.lifetime == QueueLifetime::Durable {
-        // RabbitMQ moves expired messages without confirms out of classic queues, so a
-        // broker stopping at that moment loses them. Quorum queues can dead-letter
-        // at-least-once (RabbitMQ 3.10+), which needs `reject-publish` overflow.
+        // Quorum on a single node too: a classic tier lives on one node of a cluster, and
+        // RabbitMQ moves expired messages out of classic queues without confirms.
         arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-        arguments.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
-        arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        if !transient {
+            // At-least-once dead-lettering (RabbitMQ 3.10+) needs `reject-publish` overflow.
+            arguments.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".into()));
+            arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        }
     }
     let options = match spec.lifetime {
         QueueLifetime::Durable => {
-            if queue_type == QueueType::Quorum && !is_retry {
+            if queue_type == QueueType::Quorum && !is_tier {
                 arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
             }
             QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }

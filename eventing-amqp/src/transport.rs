@@ -237,14 +237,14 @@ impl Transport for AmqpTransport {
     }
 
     /// The broker applies its own flow control (TCP back-pressure, `connection.blocked`)
-    /// to every publisher alike, so `origin` changes nothing here.
+    /// to every publisher alike; `origin` only makes the runtime's moves `mandatory`.
     fn publish<'a>(
         &'a self,
         route: Route<'a>,
         message: Message,
-        _origin: Origin,
+        origin: Origin,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move { publish::publish(&self.link, route, &message).await })
+        Box::pin(async move { publish::publish(&self.link, route, &message, origin).await })
     }
 
     /// The publishing connection and every listener's connection are up.

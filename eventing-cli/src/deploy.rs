@@ -13,7 +13,7 @@ pub(crate) enum Format {
     Text,
     /// One JSON document, for scripts.
     Json,
-    /// A Mermaid flowchart: exchange → bindings → queues → listeners, retry and
+    /// A Mermaid flowchart: exchanges → bindings → queues → listeners, delay tiers and
     /// dead-letter queues, recurring items.
     Mermaid,
 }
@@ -93,10 +93,10 @@ pub(crate) fn to_json(
             match &queue.role {
                 QueueRole::Listener => value["role"] = "listener".into(),
                 QueueRole::DeadLetter => value["role"] = "dead_letter".into(),
-                QueueRole::Retry { delay, target } => {
-                    value["role"] = "retry".into();
+                QueueRole::Delay { delay, transient } => {
+                    value["role"] = "delay".into();
                     value["delay_ms"] = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).into();
-                    value["target"] = target.as_str().into();
+                    value["transient"] = (*transient).into();
                 }
             }
             value
@@ -121,6 +121,7 @@ pub(crate) fn to_json(
                 "max_attempts": listener.retry.max_attempts,
                 "retry_delay_ms": u64::try_from(listener.retry.first_delay.as_millis()).unwrap_or(u64::MAX),
                 "backoff": backoff(listener.retry.backoff),
+                "retry_tiers": listener.retry_tiers,
             })
         })
         .collect();
@@ -162,7 +163,7 @@ pub(crate) fn to_mermaid(
         let shape = match queue.role {
             QueueRole::Listener => format!("[\"{}\"]", queue.name),
             QueueRole::DeadLetter => format!("[(\"{}\")]", queue.name),
-            QueueRole::Retry { .. } => format!("[/\"{}\"/]", queue.name),
+            QueueRole::Delay { .. } => format!("[/\"{}\"/]", queue.name),
         };
         writeln!(out, "    {}{shape}", id("q", index))?;
     }
@@ -176,6 +177,12 @@ pub(crate) fn to_mermaid(
         let Some(queue) = listener.queue.as_deref().and_then(queue_id) else { continue };
         writeln!(out, "    {}([\"listener {}\"])", id("l", index), listener.info.name)?;
         writeln!(out, "    {queue} --> {}", id("l", index))?;
+        // A retry waits in the service's tier, then comes back to this queue only.
+        for (delay, tier) in listener.retry.delays().into_iter().zip(&listener.retry_tiers) {
+            let Some(tier) = queue_id(tier) else { continue };
+            writeln!(out, "    {} -. \"retry\" .-> {tier}", id("l", index))?;
+            writeln!(out, "    {tier} -. \"after {}\" .-> {queue}", humantime(delay))?;
+        }
     }
     let mut listener_queue: Option<String> = None;
     for queue in &topology.queues {
@@ -187,14 +194,7 @@ pub(crate) fn to_mermaid(
                     writeln!(out, "    {listener} -. \"failed\" .-> {this}")?;
                 }
             }
-            QueueRole::Retry { delay, target } => {
-                if let Some(listener) = &listener_queue {
-                    writeln!(out, "    {listener} -. \"retry\" .-> {this}")?;
-                }
-                if let Some(target) = queue_id(target) {
-                    writeln!(out, "    {this} -. \"after {}\" .-> {target}", humantime(*delay))?;
-                }
-            }
+            QueueRole::Delay { .. } => {}
         }
     }
     for (index, item) in recurring.iter().enumerate() {

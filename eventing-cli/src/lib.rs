@@ -22,9 +22,11 @@
 //!   `eventing::asyncapi`);
 //! - `eventing config check [path]` — checks an `eventing.toml` against this binary's
 //!   listeners and recurring items and prints the settings each runs with;
-//! - `eventing topology delete [--yes] [--force]` — deletes those queues (listener, retry
-//!   and dead-letter queues) and the exchange once nothing else is bound to it; refuses
-//!   queues that hold messages or have consumers unless `--force`;
+//! - `eventing topology delete [--yes] [--force]` — deletes those queues (listener and
+//!   dead-letter queues, the service's delay tiers) and the exchanges once nothing else is
+//!   bound to them; refuses queues that hold messages or have consumers unless `--force`;
+//! - `eventing topology prune` — deletes, when empty, the per-listener retry queues
+//!   (`<queue>.retry.<ms>ms`) that versions before the shared delay tiers declared;
 //! - `eventing dlq list <queue> [--limit N] [--full] [--json]` — dead letters with reason,
 //!   attempts, times, custom headers and body (1 KiB of it unless `--full`);
 //! - `eventing dlq requeue <queue> [--limit N]` — back to the listener that failed, as a
@@ -117,8 +119,9 @@ enum TopologyAction {
     /// Declare the exchange, queues and bindings the registry and configuration describe,
     /// then exit (for a deploy step).
     Declare,
-    /// Delete the listener, retry and dead-letter queues of the linked listeners, and the
-    /// exchange when nothing else is bound to it. Asks first unless --yes.
+    /// Delete the listener and dead-letter queues of the linked listeners, their service's
+    /// delay tiers, and the exchanges when nothing else is bound to them. Asks first unless
+    /// --yes.
     Delete {
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -127,6 +130,11 @@ enum TopologyAction {
         #[arg(long)]
         force: bool,
     },
+    /// Delete the retry queues `<queue>.retry.<ms>ms` of the linked listeners, left by
+    /// versions before the shared delay tiers, each only once it is empty (its retries have
+    /// returned to their listener). Run it once no process of an earlier version runs. It
+    /// deletes nothing that holds a message, so it does not ask.
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +276,7 @@ enum NotDeadLetters {
 enum InUse {
     DeadLetters { queue: String, messages: u32 },
     Messages { queue: String, messages: u32 },
+    Retries { queue: String, messages: u32 },
     Consumers { queue: String, consumers: u32 },
 }
 
@@ -278,6 +287,11 @@ impl std::fmt::Display for InUse {
                 write!(f, "`{queue}` holds {messages} dead letter(s) (requeue or purge them first)")
             }
             Self::Messages { queue, messages } => write!(f, "`{queue}` holds {messages} message(s) not yet handled"),
+            Self::Retries { queue, messages } => write!(
+                f,
+                "`{queue}` holds {messages} retry(ies) waiting to return to their queues (the service's tier: \
+                 they may be other listeners' too)"
+            ),
             Self::Consumers { queue, consumers } => {
                 write!(f, "`{queue}` has {consumers} consumer(s): its service is running")
             }
@@ -412,10 +426,12 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
                     let declared = eventing::transport::Transport::declare(&broker, &topology).await;
                     let _ = eventing::transport::Transport::close(&broker).await;
                     declared?;
+                    let tiers = topology.queues.iter().filter(|queue| is_tier(queue)).count();
+                    let events = topology.exchanges.iter().filter(|exchange| !is_tier_exchange(&topology, exchange));
                     Ok(writeln!(
                         console.out,
-                        "declared exchange {}, {} queues, {} bindings",
-                        topology.exchanges.join(", "),
+                        "declared exchange {}, {} queues ({tiers} of them delay tiers, each with its exchange), {} bindings",
+                        events.cloned().collect::<Vec<_>>().join(", "),
                         topology.queues.len(),
                         topology.bindings.len()
                     )?)
@@ -426,6 +442,16 @@ async fn run(cli: Cli, console: &mut Console<'_>) -> Result<(), CliError> {
                     }
                     let broker = connect(cli.url).await?;
                     let result = delete_topology(&broker, &topology, yes, force, console).await;
+                    let _ = eventing::transport::Transport::close(&broker).await;
+                    result
+                }
+                Some(TopologyAction::Prune) => {
+                    let listeners = builder.listener_settings()?;
+                    if !listeners.iter().any(|listener| listener.enabled) {
+                        return Err(CliError::NoListeners);
+                    }
+                    let broker = connect(cli.url).await?;
+                    let result = prune(&broker, &topology, &listeners, console).await;
                     let _ = eventing::transport::Transport::close(&broker).await;
                     result
                 }
@@ -596,6 +622,7 @@ async fn delete_topology(
             let queue = spec.name.clone();
             problems.push(match spec.role {
                 QueueRole::DeadLetter => InUse::DeadLetters { queue, messages },
+                QueueRole::Delay { .. } => InUse::Retries { queue, messages },
                 _ => InUse::Messages { queue, messages },
             });
         }
@@ -632,6 +659,49 @@ async fn delete_topology(
     Ok(())
 }
 
+/// Deletes the retry queues that versions before the shared delay tiers declared per
+/// listener queue (`<queue>.retry.<ms>ms`, one per wait of the listener's policy), each only
+/// if it is empty. Exclusive ones went with their connection. Counting and then deleting is
+/// safe once no process of an earlier version runs: nothing publishes into these queues any
+/// more, messages only leave them (AMQP's atomic `if-empty` delete is not an option: quorum
+/// queues refuse it with a connection error).
+async fn prune(
+    broker: &AmqpTransport,
+    topology: &Topology,
+    listeners: &[eventing::ListenerSettings],
+    console: &mut Console<'_>,
+) -> Result<(), CliError> {
+    let (mut deleted, mut kept) = (0, 0);
+    for listener in listeners.iter().filter(|listener| listener.enabled) {
+        let Some(queue) = &listener.queue else { continue };
+        if topology.queues.iter().any(|spec| spec.name == *queue && spec.lifetime == QueueLifetime::Exclusive) {
+            continue;
+        }
+        for delay in listener.retry.delays() {
+            let retry_queue = eventing::naming::retry_queue(queue, delay);
+            let messages = match broker.message_count(&retry_queue).await {
+                Ok(messages) => messages,
+                Err(TransportError::NotFound { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            if messages == 0 {
+                broker.delete_queue(&retry_queue).await?;
+                deleted += 1;
+                writeln!(console.out, "deleted queue {retry_queue}")?;
+            } else {
+                kept += 1;
+                writeln!(
+                    console.out,
+                    "kept queue {retry_queue}: it holds {messages} retry(ies), which return to {queue} within {}ms; \
+                     prune again then",
+                    delay.as_millis()
+                )?;
+            }
+        }
+    }
+    Ok(writeln!(console.out, "pruned {deleted} retry queue(s) of earlier versions, kept {kept}")?)
+}
+
 /// Asks `question` on the console; only a terminal's "y" or "yes" confirms.
 fn confirm(console: &mut Console<'_>, question: &str) -> Result<(), CliError> {
     let refused = |reason| CliError::NotConfirmed { what: question.to_owned(), reason };
@@ -654,7 +724,7 @@ fn role_name(role: &QueueRole) -> &'static str {
     match role {
         QueueRole::Listener => "listener",
         QueueRole::DeadLetter => "dead-letter",
-        QueueRole::Retry { .. } => "retry",
+        QueueRole::Delay { .. } => "delay tier",
     }
 }
 
@@ -787,9 +857,22 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+fn is_tier(queue: &eventing::transport::QueueSpec) -> bool {
+    matches!(queue.role, QueueRole::Delay { .. })
+}
+
+/// Whether `exchange` is the exchange of a delay tier (it has the tier's name).
+fn is_tier_exchange(topology: &Topology, exchange: &str) -> bool {
+    topology.queues.iter().any(|queue| is_tier(queue) && queue.name == exchange)
+}
+
 fn print_topology(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io::Result<()> {
     for exchange in &topology.exchanges {
-        writeln!(out, "exchange {exchange} (durable topic)")?;
+        if is_tier_exchange(topology, exchange) {
+            writeln!(out, "exchange {exchange} (durable topic; of the delay tier of its name)")?;
+        } else {
+            writeln!(out, "exchange {exchange} (durable topic)")?;
+        }
     }
     for queue in &topology.queues {
         let lifetime = match queue.lifetime {
@@ -800,7 +883,11 @@ fn print_topology(topology: &Topology, out: &mut (dyn Write + Send)) -> std::io:
         let role = match &queue.role {
             QueueRole::Listener => "listener".to_owned(),
             QueueRole::DeadLetter => "dead letters".to_owned(),
-            QueueRole::Retry { delay, target } => format!("retry after {}ms into {target}", delay.as_millis()),
+            QueueRole::Delay { delay, transient } => format!(
+                "delay tier: retries wait {}ms, then return to the queue their routing key names{}",
+                delay.as_millis(),
+                if *transient { "; dropped if it is gone" } else { "" }
+            ),
         };
         writeln!(out, "queue {} ({lifetime}; {role})", queue.name)?;
     }

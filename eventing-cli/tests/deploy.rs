@@ -88,14 +88,20 @@ async fn topology_prints_as_json_and_mermaid() {
     assert_eq!(json["exchanges"][0], "eventing");
     assert_eq!(json["listeners"][0]["queue"], "shop.deploy.order_shipped.notify_customer");
     assert_eq!(json["recurring"][0]["lock"], "shop.recurring.reconcile");
-    assert!(json["queues"].as_array().expect("queues").iter().any(|queue| queue["role"] == "retry"), "{json}");
+    let tier = serde_json::json!({ "name": "shop.delay.1000ms", "lifetime": "durable", "role": "delay", "delay_ms": 1000, "transient": false });
+    assert_eq!(json["queues"][0], tier, "the service's delay tier comes first: {json}");
+    assert_eq!(json["exchanges"][1], "shop.delay.1000ms", "with its exchange");
+    assert_eq!(json["listeners"][0]["retry_tiers"], serde_json::json!(["shop.delay.1000ms"]));
 
     let (code, out, err) = eventing(&["topology", "--service", "shop", "--format", "mermaid"]).await;
     assert_eq!(code, ExitCode::SUCCESS, "{err}");
     assert!(out.starts_with("flowchart LR\n"), "{out}");
     for expected in [
         "x0{{\"exchange eventing\"}}",
-        "x0 -- \"deploy.order_shipped\" --> q0",
+        "x0 -- \"deploy.order_shipped\" --> q1",
+        "q0[/\"shop.delay.1000ms\"/]",
+        "x1 -- \"#\" --> q0",
+        "-. \"after 1s\" .-> q1",
         "([\"listener notify_customer\"])",
         "-. \"failed\" .->",
         "-. \"retry\" .->",
@@ -117,11 +123,17 @@ async fn topology_declare_declares_and_exits() {
     let exchange = cleanup.exchange(&unique("declare-exchange"));
     let queue = cleanup.queue(&format!("{service}.deploy.order_shipped.notify_customer"));
     cleanup.queue(&format!("{queue}.dead_letter"));
-    cleanup.queue(&format!("{queue}.retry.1000ms"));
+    let tier = cleanup.queue(&format!("{service}.delay.1000ms"));
+    cleanup.exchange(&tier);
     let (code, out, err) =
         eventing(&["--url", &url, "topology", "declare", "--service", &service, "--exchange", &exchange]).await;
     assert_eq!(code, ExitCode::SUCCESS, "{err}");
-    assert!(out.starts_with(&format!("declared exchange {exchange}, 3 queues, 1 bindings")), "{out}");
+    assert!(
+        out.starts_with(&format!(
+            "declared exchange {exchange}, 3 queues (1 of them delay tiers, each with its exchange), 2 bindings"
+        )),
+        "{out}"
+    );
     let plain = Plain::connect(&url).await;
     assert_eq!(plain.count(&queue).await, 0, "the listener queue exists");
 }

@@ -91,7 +91,8 @@ async fn dead_letters_are_listed_requeued_and_purged() {
     assert_eq!(unusable.status.code(), Some(2), "a missing argument is a usage error");
 
     bus.shutdown().await.expect("shutdown");
-    // Everything the test declared: its queues (retry tiers included) start with the service.
+    // Everything the test declared: its queues and the delay tiers' exchanges start with the
+    // service.
     let listed = std::process::Command::new("rabbitmqctl")
         .args(["list_queues", "--quiet", "--no-table-headers", "name"])
         .output()
@@ -99,6 +100,14 @@ async fn dead_letters_are_listed_requeued_and_purged() {
     for name in String::from_utf8_lossy(&listed.stdout).lines().map(str::trim).filter(|name| name.starts_with(&service))
     {
         admin.delete_queue(name).await.expect("delete");
+    }
+    let listed = std::process::Command::new("rabbitmqctl")
+        .args(["list_exchanges", "--quiet", "--no-table-headers", "name"])
+        .output()
+        .expect("rabbitmqctl runs");
+    for name in String::from_utf8_lossy(&listed.stdout).lines().map(str::trim).filter(|name| name.starts_with(&service))
+    {
+        admin.delete_exchange(name).await.expect("delete");
     }
     admin.delete_exchange(&exchange).await.expect("delete exchange");
 }

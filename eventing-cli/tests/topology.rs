@@ -122,7 +122,13 @@ async fn topology_delete_removes_the_declared_queues_and_refuses_dead_letters_wi
         .filter(|spec| spec.lifetime != QueueLifetime::Exclusive)
         .map(|spec| cleanup.queue(&spec.name))
         .collect();
-    assert!(queues.iter().any(|queue| queue.contains(".retry.")), "retry tiers are part of it: {queues:?}");
+    let tiers: Vec<String> = topology
+        .queues
+        .iter()
+        .filter(|spec| matches!(spec.role, QueueRole::Delay { .. }))
+        .map(|spec| cleanup.exchange(&spec.name))
+        .collect();
+    assert!(!tiers.is_empty(), "the service's delay tiers are part of it: {queues:?}");
     let dead_letters = eventing::naming::dead_letter_queue(&service, ParcelLost::NAME, "reimburse");
 
     let bus = eventing::builder()
@@ -177,10 +183,74 @@ async fn topology_delete_removes_the_declared_queues_and_refuses_dead_letters_wi
         assert!(!exists(&plain, queue).await, "`{queue}` is still there");
     }
     assert!(deleted.out.contains(&format!("kept exchange {exchange}: other queues are still bound to it")));
+    for tier in &tiers {
+        assert!(deleted.out.contains(&format!("deleted exchange {tier}\n")), "{}", deleted.out);
+    }
 
     plain.delete(&other).await;
     let again = eventing(&[&common[..], &["--yes"]].concat(), None).await;
     assert_eq!(again.code, ExitCode::SUCCESS, "{}", again.err);
     assert!(!again.out.contains("deleted queue"), "nothing left to delete: {}", again.out);
     assert!(again.out.contains(&format!("deleted exchange {exchange}")), "{}", again.out);
+}
+
+/// After an upgrade, the per-listener retry queues of earlier versions are left behind. Their
+/// retries still expire into the listener's queue (nothing is lost); `topology prune` deletes
+/// each one once it is empty, and keeps one that still holds a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_prune_deletes_the_retry_queues_of_earlier_versions_once_empty() {
+    use lapin::types::AMQPValue;
+    let Some(url) = broker_url() else { return };
+    let plain = Plain::connect(&url).await;
+    let mut cleanup = Cleanup::new(&url);
+    let service = unique("cli-prune");
+    let exchange = cleanup.exchange(&unique("cli-prune-exchange"));
+    let topology = eventing::builder().service(service.clone()).exchange(exchange.clone()).topology().expect("plan");
+    for spec in &topology.queues {
+        cleanup.queue(&spec.name);
+        if matches!(spec.role, QueueRole::Delay { .. }) {
+            cleanup.exchange(&spec.name);
+        }
+    }
+    let declared =
+        eventing(&["--url", &url, "topology", "declare", "--service", &service, "--exchange", &exchange], None).await;
+    assert_eq!(declared.code, ExitCode::SUCCESS, "{}", declared.err);
+
+    // What earlier versions declared for a durable event's listener: quorum retry queues that
+    // dead-letter into the listener's queue, one per wait of its policy (1, 2, 4 and 8 s).
+    let queue = eventing::naming::listener_queue(&service, ParcelLost::NAME, "reimburse");
+    let old = |ms: u64| eventing::naming::retry_queue(&queue, Duration::from_millis(ms));
+    let (empty, holding) = (cleanup.queue(&old(1000)), cleanup.queue(&old(2000)));
+    for (retry_queue, ttl) in [(&empty, 1000), (&holding, 2000)] {
+        let arguments = [
+            ("x-queue-type", AMQPValue::LongString("quorum".into())),
+            ("x-message-ttl", AMQPValue::LongLongInt(ttl)),
+            ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
+            ("x-dead-letter-routing-key", AMQPValue::LongString(queue.as_str().into())),
+            ("x-dead-letter-strategy", AMQPValue::LongString("at-least-once".into())),
+            ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+        ];
+        plain.declare_with(retry_queue, true, &arguments).await;
+    }
+    plain.put(&holding, br#"{"parcel":1}"#, &[]).await;
+
+    let prune = ["--url", url.as_str(), "topology", "prune", "--service", &service, "--exchange", &exchange];
+    let first = eventing(&prune, None).await;
+    assert_eq!(first.code, ExitCode::SUCCESS, "{}", first.err);
+    assert!(first.out.contains(&format!("deleted queue {empty}\n")), "{}", first.out);
+    assert!(first.out.contains(&format!("kept queue {holding}: it holds 1 retry(ies)")), "{}", first.out);
+    assert!(first.out.contains("pruned 1 retry queue(s) of earlier versions, kept 1"), "{}", first.out);
+    assert!(!exists(&plain, &empty).await);
+
+    // The retry returns to the listener's queue, as it always did.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while plain.count(&queue).await < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the old retry never returned to `{queue}`");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = eventing(&prune, None).await;
+    assert_eq!(second.code, ExitCode::SUCCESS, "{}", second.err);
+    assert!(second.out.contains(&format!("deleted queue {holding}\n")), "{}", second.out);
+    assert!(!exists(&plain, &holding).await);
+    assert!(exists(&plain, &queue).await, "prune leaves the current topology alone");
 }

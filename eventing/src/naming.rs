@@ -6,7 +6,12 @@
 //! | listener queue | `<service>.<event name>.<listener name>` |
 //! | per-process queue | `<service>.<event name>.<listener name>.<process id>` |
 //! | dead-letter queue | `<service>.<event name>.<listener name>.dead_letter` |
-//! | retry queue (one per delay) | `<listener queue>.retry.<ms>ms` |
+//! | delay tier (one per wait, shared by the service's durable queues) | `<service>.delay.<ms>ms` |
+//! | delay tier of the service's transient queues | `<service>.delay.<ms>ms.transient` |
+//!
+//! A delay tier is a queue and an exchange of the same name. Before the tiers were shared,
+//! each listener queue had retry queues of its own, `<listener queue>.retry.<ms>ms`
+//! ([`retry_queue`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -184,7 +189,32 @@ pub fn dead_letter_queue(service: &str, event: &str, listener: &str) -> String {
     format!("{service}.{event}.{listener}.{DEAD_LETTER_SUFFIX}")
 }
 
-/// The retry queue of one delay tier of a listener queue: `<queue>.retry.<ms>ms`.
+/// The delay tier of `service` where retries into its durable queues wait `delay`: a queue
+/// and an exchange of this name, `<service>.delay.<ms>ms`. A retry is published to the
+/// exchange with its listener's queue as routing key, and expires back into that queue.
+///
+/// ```
+/// # use std::time::Duration;
+/// assert_eq!(eventing::naming::delay_tier("shop", Duration::from_secs(2)), "shop.delay.2000ms");
+/// ```
+pub fn delay_tier(service: &str, delay: std::time::Duration) -> String {
+    format!("{service}.delay.{}ms", delay.as_millis())
+}
+
+/// The delay tier of `service` for retries into queues that may be gone when the wait ends
+/// (per-process queues, the expiring queues of non-durable events):
+/// `<service>.delay.<ms>ms.transient`. A retry whose queue is gone is dropped there.
+///
+/// ```
+/// # use std::time::Duration;
+/// assert_eq!(eventing::naming::transient_delay_tier("shop", Duration::from_secs(2)), "shop.delay.2000ms.transient");
+/// ```
+pub fn transient_delay_tier(service: &str, delay: std::time::Duration) -> String {
+    format!("{}.transient", delay_tier(service, delay))
+}
+
+/// The retry queue one listener queue had per wait before the delay tiers were shared,
+/// `<queue>.retry.<ms>ms`: what `eventing topology prune` looks for after an upgrade.
 ///
 /// ```
 /// # use std::time::Duration;

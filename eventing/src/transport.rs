@@ -166,7 +166,8 @@ pub enum Origin {
     /// A handler's follow-up ([`Context::publish`](crate::Context::publish), also from a task
     /// the handler spawned): never waits on flow control, or a chain could block itself.
     Handler,
-    /// The runtime moving a failed message to a retry or dead-letter queue: never waits.
+    /// The runtime moving a failed message to a delay tier or a dead-letter queue: never
+    /// waits, and a message no queue takes is an error (it must not vanish).
     Runtime,
 }
 
@@ -254,9 +255,10 @@ impl Acker {
 /// Everything the runtime declares: one topic exchange, queues and their bindings.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Topology {
-    /// Durable topic exchanges.
+    /// Durable topic exchanges: the one events are published to, and one per delay tier.
     pub exchanges: Vec<String>,
-    /// Queues, listener queues first, each followed by the queues that serve it.
+    /// Queues: the delay tiers first, then each listener queue followed by the queues that
+    /// serve it (its dead-letter queue).
     pub queues: Vec<QueueSpec>,
     /// Bindings of queues to exchanges.
     pub bindings: Vec<BindingSpec>,
@@ -295,14 +297,21 @@ pub enum QueueRole {
     Listener,
     /// Holds failed messages for operators: no consumer; not part of "pending" work.
     DeadLetter,
-    /// Holds messages waiting to be retried: each message expires after `delay` and goes
-    /// back to the `target` queue (on RabbitMQ: `x-message-ttl` and dead-lettering through
-    /// the default exchange, no plugin). One such queue per delay tier of a listener.
-    Retry {
+    /// A delay tier, shared by the listeners of a service: retries wait here `delay`, then
+    /// go back to the queue their routing key names. A retry is published to the exchange
+    /// of the tier's name (in [`Topology::exchanges`], bound to the tier with `#`) with its
+    /// listener's queue as routing key; on RabbitMQ the tier has `x-message-ttl` and
+    /// dead-letters through the default exchange with that routing key (no plugin). Tiers
+    /// are durable queues whatever they serve (RabbitMQ 4.x deprecates transient shared
+    /// queues).
+    Delay {
         /// How long a message waits.
         delay: Duration,
-        /// The listener queue it returns to.
-        target: String,
+        /// The tier serves queues that may be gone when the wait ends (per-process queues,
+        /// the expiring queues of non-durable events): an expired message whose queue is
+        /// gone is dropped. Otherwise it serves durable queues, and RabbitMQ moves an
+        /// expired message at least once (it keeps one whose queue is missing, retrying).
+        transient: bool,
     },
 }
 

@@ -33,7 +33,7 @@ pub trait Backend: Send + Sync + 'static {
     fn transport(&self) -> impl Future<Output = Arc<dyn Transport>> + Send;
     /// The messages in `queue`, left in place.
     fn queue_messages(&self, queue: &str) -> impl Future<Output = Vec<Message>> + Send;
-    /// Deletes what a test declared (queues of `scope`, its exchange).
+    /// Deletes what a test declared (queues of `scope`, its exchanges).
     fn cleanup(&self, scope: &Scope) -> impl Future<Output = ()> + Send;
 }
 
@@ -98,9 +98,18 @@ impl Scope {
         scope
     }
 
-    /// The retry queue of a competing listener in this scope.
-    pub fn retry_queue(&self, event: &str, listener: &str) -> String {
-        eventing::naming::retry_queue(&self.queue(event, listener), RETRY_DELAY)
+    /// The scope's delay tiers (the suite's policy has one wait): the one of durable
+    /// queues and the one of transient queues. Each is a queue and an exchange.
+    pub fn delay_tiers(&self) -> [String; 2] {
+        [
+            eventing::naming::delay_tier(&self.service, RETRY_DELAY),
+            eventing::naming::transient_delay_tier(&self.service, RETRY_DELAY),
+        ]
+    }
+
+    /// The exchanges the scope's buses declare: its exchange and its delay tiers'.
+    pub fn exchanges(&self) -> Vec<String> {
+        std::iter::once(self.exchange.clone()).chain(self.delay_tiers()).collect()
     }
 
     /// The queue of a competing listener in this scope.
@@ -125,7 +134,7 @@ impl Scope {
     }
 
     /// Every shared and dead-letter queue the scope's listeners declared (per-process
-    /// queues go with their connection), and those the test declared itself.
+    /// queues go with their connection), the delay tiers, and those the test declared itself.
     pub fn queues(&self) -> Vec<String> {
         let events = self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let Ok(registry) = eventing::Registry::collect() else { return Vec::new() };
@@ -137,10 +146,10 @@ impl Scope {
                     Some(_) => (self.pattern_queue(info.name), self.pattern_dead_letter_queue(info.name)),
                     None => (self.queue(info.event, info.name), self.dead_letter_queue(info.event, info.name)),
                 };
-                let retry = eventing::naming::retry_queue(&queue, RETRY_DELAY);
-                [queue, dead_letter, retry]
+                [queue, dead_letter]
             })
             .collect();
+        queues.extend(self.delay_tiers());
         queues.extend(self.declared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned());
         queues
     }
@@ -210,6 +219,14 @@ pub struct Risky {
 #[event(name = "conformance.sequenced")]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sequenced {
+    /// Its number.
+    pub n: u64,
+}
+
+/// An event with three listeners, two of which fail their first attempt.
+#[event(name = "conformance.shared_retry")]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharedRetry {
     /// Its number.
     pub n: u64,
 }
@@ -373,6 +390,45 @@ impl Listener<Risky> for Gambler {
             }
             _ => Ok(()),
         }
+    }
+}
+
+recording_listener!(
+    /// Fails every first attempt (a competing listener).
+    FirstTimeFailing
+);
+
+#[event_listener(name = "first_time_failing")]
+impl Listener<SharedRetry> for FirstTimeFailing {
+    async fn on(&self, event: SharedRetry, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(event.n, ctx);
+        if ctx.attempt() == 1 { Err(HandlerError::msg("first attempts fail")) } else { Ok(()) }
+    }
+}
+
+recording_listener!(
+    /// Fails every first attempt, in every process.
+    FirstTimeFailingEverywhere
+);
+
+#[event_listener(name = "first_time_failing_everywhere", per_process)]
+impl Listener<SharedRetry> for FirstTimeFailingEverywhere {
+    async fn on(&self, event: SharedRetry, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(event.n, ctx);
+        if ctx.attempt() == 1 { Err(HandlerError::msg("first attempts fail here too")) } else { Ok(()) }
+    }
+}
+
+recording_listener!(
+    /// Never fails.
+    NeverFailing
+);
+
+#[event_listener(name = "never_failing")]
+impl Listener<SharedRetry> for NeverFailing {
+    async fn on(&self, event: SharedRetry, ctx: &Context) -> Result<(), HandlerError> {
+        self.recorder.record(event.n, ctx);
+        Ok(())
     }
 }
 
@@ -697,6 +753,42 @@ pub async fn retries_until_the_handler_succeeds(backend: &impl Backend) {
     backend.cleanup(&scope).await;
 }
 
+/// The retries of the listeners of a service wait in tiers they share, yet each goes back
+/// to the listener that failed only: the listener that did not fail sees each event once,
+/// and each failing one (competing or per-process) sees it twice.
+pub async fn retries_return_to_the_failing_listener_only(backend: &impl Backend) {
+    let scope = Scope::new("sharedretry");
+    let recorder = Recorder::default();
+    let bus = scope.builder(backend, &[SharedRetry::NAME]).state(recorder.clone()).start().await.expect("start");
+    const COUNT: u64 = 5;
+    for n in 0..COUNT {
+        bus.publish(&SharedRetry { n }).await.expect("publish");
+    }
+    recorder.wait_until(WAIT, |records| records.len() as u64 >= 5 * COUNT).await;
+    // Time for a stray retry to arrive where it should not.
+    tokio::time::sleep(RETRY_DELAY * 3).await;
+    let records = recorder.records();
+    for (listener, attempts) in
+        [("never_failing", vec![1]), ("first_time_failing", vec![1, 2]), ("first_time_failing_everywhere", vec![1, 2])]
+    {
+        for n in 0..COUNT {
+            let mut seen: Vec<u32> = records
+                .iter()
+                .filter(|record| record.listener == listener && record.n == n)
+                .map(|record| record.attempt)
+                .collect();
+            seen.sort_unstable();
+            assert_eq!(seen, attempts, "{listener} on event {n}: {records:#?}");
+        }
+    }
+    bus.shutdown().await.expect("shutdown");
+    // A non-durable event's queues (expiring, per-process) share the transient tier.
+    let [_, tier] = scope.delay_tiers();
+    let left = backend.queue_messages(&tier).await;
+    assert!(left.is_empty(), "`{tier}` holds {left:?}");
+    backend.cleanup(&scope).await;
+}
+
 /// A body that is not the event's JSON never reaches the handler: it is dead-lettered with
 /// the decode error.
 pub async fn undecodable_payloads_are_dead_lettered(backend: &impl Backend) {
@@ -820,7 +912,7 @@ pub async fn filters_decline_without_retrying(backend: &impl Backend) {
     for queue in [
         scope.queue(Filtered::NAME, "picky"),
         scope.dead_letter_queue(Filtered::NAME, "picky"),
-        scope.retry_queue(Filtered::NAME, "picky"),
+        scope.delay_tiers()[1].clone(),
     ] {
         let left = backend.queue_messages(&queue).await;
         assert!(left.is_empty(), "`{queue}` holds {left:?}");
@@ -1111,6 +1203,7 @@ macro_rules! conformance_suite {
             durable_events_wait_for_their_consumer,
             failing_handlers_dead_letter_and_the_bus_goes_on,
             retries_until_the_handler_succeeds,
+            retries_return_to_the_failing_listener_only,
             undecodable_payloads_are_dead_lettered,
             shutdown_drains_in_flight_handlers,
             concurrency_one_keeps_order,

@@ -245,13 +245,20 @@ async fn delete_scope(url: &str, service: &str, exchange: &str) {
         .expect("admin connection");
     let mut listed = None;
     for (_, node) in NODES {
-        if let Ok(out) = rabbitmqctl(node, &["list_queues", "--quiet", "--no-table-headers", "name"]).await {
-            listed = Some(out);
+        let queues = rabbitmqctl(node, &["list_queues", "--quiet", "--no-table-headers", "name"]).await;
+        let exchanges = rabbitmqctl(node, &["list_exchanges", "--quiet", "--no-table-headers", "name"]).await;
+        if let (Ok(queues), Ok(exchanges)) = (queues, exchanges) {
+            listed = Some((queues, exchanges));
             break;
         }
     }
-    for queue in listed.expect("queues listed").lines().map(str::trim).filter(|name| name.starts_with(service)) {
+    let (queues, exchanges) = listed.expect("queues listed");
+    for queue in queues.lines().map(str::trim).filter(|name| name.starts_with(service)) {
         admin.delete_queue(queue).await.expect("delete queue");
+    }
+    // The service's delay tiers have exchanges of their names.
+    for tier in exchanges.lines().map(str::trim).filter(|name| name.starts_with(service)) {
+        admin.delete_exchange(tier).await.expect("delete exchange");
     }
     admin.delete_exchange(exchange).await.expect("delete exchange");
     eventing::transport::Transport::close(&admin).await.expect("close admin");

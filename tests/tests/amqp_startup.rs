@@ -100,7 +100,8 @@ async fn the_contract_runs_on_rabbitmq_with_the_names_and_flags_of_the_table() {
     let invoices = format!("{service}.billing.invoice_paid.record_invoice");
     let cache = format!("{service}.user_created.invalidate_cache.host-1");
     let mail = format!("{service}.user_created.send_welcome_mail");
-    let (retries, others): (Vec<&String>, Vec<&String>) = rows.iter().partition(|row| row.contains(".retry."));
+    let tier = format!("{service}.delay.1000ms");
+    let (tiers, others): (Vec<&String>, Vec<&String>) = rows.iter().partition(|row| row.starts_with(&tier));
     assert_eq!(
         others,
         vec![
@@ -112,30 +113,29 @@ async fn the_contract_runs_on_rabbitmq_with_the_names_and_flags_of_the_table() {
             &format!("{mail}.dead_letter true false []"),
         ]
     );
-    // One retry tier per listener: expiring after 1 s back into the listener's queue.
-    assert_eq!(retries.len(), 3, "{retries:#?}");
-    for queue in [&invoices, &cache, &mail] {
-        let row = retries
-            .iter()
-            .find(|row| row.starts_with(&format!("{queue}.retry.1000ms ")))
-            .unwrap_or_else(|| panic!("no retry queue for {queue}: {retries:#?}"));
+    // The retries of all three listeners wait 1 s in the service's delay tiers, durable
+    // queues whose messages expire through the default exchange with their own routing key.
+    assert_eq!(tiers.len(), 2, "{tiers:#?}");
+    for row in &tiers {
+        assert_eq!(row.split(' ').nth(1), Some("true"), "durable: {row}");
         assert!(row.contains("{\"x-message-ttl\",1000}"), "{row}");
-        assert!(row.contains(&format!("{{\"x-dead-letter-routing-key\",\"{queue}\"}}")), "{row}");
+        assert!(row.contains("{\"x-dead-letter-exchange\",[]}"), "{row}");
+        assert!(!row.contains("x-dead-letter-routing-key"), "{row}");
     }
-    let durable_retry = retries.iter().find(|row| row.starts_with(&invoices)).expect("invoice retry");
-    assert!(durable_retry.contains("{\"x-dead-letter-strategy\",\"at-least-once\"}"), "{durable_retry}");
+    // The invoices' tier (durable queues) moves at least once; the tier of the per-process
+    // and expiring queues drops a retry whose queue is gone.
+    let durable_tier = tiers.iter().find(|row| row.starts_with(&format!("{tier} "))).expect("the durable tier");
+    assert!(durable_tier.contains("{\"x-dead-letter-strategy\",\"at-least-once\"}"), "{durable_tier}");
+    let transient_tier =
+        tiers.iter().find(|row| row.starts_with(&format!("{tier}.transient "))).expect("the transient tier");
+    assert!(!transient_tier.contains("at-least-once"), "{transient_tier}");
     bus.shutdown().await.expect("shutdown");
     assert!(
         !list_queues(&service).iter().any(|row| row.contains("host-1")),
         "the per-process queue goes with the connection"
     );
 
-    let admin = admin(&url).await;
-    for row in list_queues(&service) {
-        let name = row.split(' ').next().unwrap_or_default().to_owned();
-        admin.delete_queue(&name).await.expect("delete");
-    }
-    admin.delete_exchange(&exchange).await.expect("delete exchange");
+    support::broker::delete_scope(&url, &service, &exchange).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,11 +155,7 @@ async fn declaring_twice_and_from_many_processes_at_once_is_harmless() {
     for bus in [a.expect("a"), b.expect("b"), c.expect("c")] {
         bus.shutdown().await.expect("shutdown");
     }
-    let admin = admin(&url).await;
-    for row in list_queues(&service) {
-        admin.delete_queue(row.split(' ').next().unwrap_or_default()).await.expect("delete");
-    }
-    admin.delete_exchange(&exchange).await.expect("delete exchange");
+    support::broker::delete_scope(&url, &service, &exchange).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,10 +181,7 @@ async fn a_conflicting_existing_queue_is_a_start_error_naming_it() {
     assert!(text.contains(&format!("queue `{queue}` exists with different arguments")), "{text}");
     assert!(text.contains("x-expires"), "{text}");
 
-    for row in list_queues(&service) {
-        admin.delete_queue(row.split(' ').next().unwrap_or_default()).await.expect("delete");
-    }
-    admin.delete_exchange(&exchange).await.expect("delete exchange");
+    support::broker::delete_scope(&url, &service, &exchange).await;
     assert!(list_queues(&service).is_empty(), "a failed start leaves nothing behind: {:?}", list_queues(&service));
 }
 
@@ -244,13 +237,9 @@ async fn quorum_queues_are_selectable_for_durable_queues() {
         vec![
             format!("{service}.billing.invoice_paid.record_invoice quorum"),
             format!("{service}.billing.invoice_paid.record_invoice.dead_letter quorum"),
-            // Durable retry tiers are always quorum: they dead-letter at-least-once.
-            format!("{service}.billing.invoice_paid.record_invoice.retry.1000ms quorum"),
+            // Delay tiers are always quorum: they dead-letter at-least-once.
+            format!("{service}.delay.1000ms quorum"),
         ]
     );
-    let admin = admin(&url).await;
-    for row in rows {
-        admin.delete_queue(row.split(' ').next().unwrap_or_default()).await.expect("delete");
-    }
-    admin.delete_exchange(&exchange).await.expect("delete exchange");
+    support::broker::delete_scope(&url, &service, &exchange).await;
 }

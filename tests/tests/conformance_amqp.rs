@@ -44,7 +44,9 @@ impl Backend for Rabbit {
         for queue in scope.queues() {
             admin.delete_queue(&queue).await.expect("delete queue");
         }
-        admin.delete_exchange(&scope.exchange).await.expect("delete exchange");
+        for exchange in scope.exchanges() {
+            admin.delete_exchange(&exchange).await.expect("delete exchange");
+        }
         admin.close().await.expect("close");
     }
 }

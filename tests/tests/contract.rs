@@ -93,13 +93,14 @@ async fn queues_are_named_and_declared_as_the_table_says() {
         vec![
             ("eventing_tests.billing.invoice_paid.record_invoice".to_owned(), Durable),
             ("eventing_tests.billing.invoice_paid.record_invoice.dead_letter".to_owned(), Durable),
-            ("eventing_tests.billing.invoice_paid.record_invoice.retry.1000ms".to_owned(), Durable),
+            // The service's delay tiers, shared by its listeners: of durable queues, and of
+            // the others (a per-process queue, a non-durable event's expiring queue).
+            ("eventing_tests.delay.1000ms".to_owned(), Durable),
+            ("eventing_tests.delay.1000ms.transient".to_owned(), Durable),
             ("eventing_tests.user_created.invalidate_cache.dead_letter".to_owned(), Durable),
             ("eventing_tests.user_created.invalidate_cache.host-1".to_owned(), Exclusive),
-            ("eventing_tests.user_created.invalidate_cache.host-1.retry.1000ms".to_owned(), Exclusive),
             ("eventing_tests.user_created.send_welcome_mail".to_owned(), expiring),
             ("eventing_tests.user_created.send_welcome_mail.dead_letter".to_owned(), Durable),
-            ("eventing_tests.user_created.send_welcome_mail.retry.1000ms".to_owned(), expiring),
         ]
     );
     bus.shutdown().await.unwrap();

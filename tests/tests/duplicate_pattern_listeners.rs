@@ -43,5 +43,5 @@ async fn the_topology_binds_each_pattern() {
     assert_eq!(binding.pattern, "billing.#");
     let names: Vec<&str> = topology.queues.iter().map(|queue| queue.name.as_str()).collect();
     assert!(names.contains(&"shop.audit.dead_letter"), "{names:?}");
-    assert!(names.contains(&"shop.audit.retry.1000ms"), "{names:?}");
+    assert!(names.contains(&"shop.delay.1000ms"), "the service's delay tier: {names:?}");
 }

@@ -353,10 +353,11 @@ impl Renderer {
                     "Acknowledged once the handler returned `Ok`. A failure is retried up to {} attempts in all \
                      (waiting in {}), then moved to `{dead_letter}`; a body that does not decode goes there at once.",
                     retry.max_attempts,
-                    if listener.retry_queues.is_empty() {
-                        "no retry queue".to_owned()
+                    if listener.retry_tiers.is_empty() {
+                        "no delay tier".to_owned()
                     } else {
-                        listener.retry_queues.iter().map(|queue| format!("`{queue}`")).collect::<Vec<_>>().join(", ")
+                        let tiers: Vec<String> = listener.retry_tiers.iter().map(|tier| format!("`{tier}`")).collect();
+                        format!("the service's delay tiers {}", tiers.join(", "))
                     },
                 ),
                 "messages": operation_messages,

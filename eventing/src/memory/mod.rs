@@ -172,7 +172,7 @@ impl MemoryBroker {
             .map_err(|_| SettleTimeout { timeout, pending: self.pending_messages() })
     }
 
-    /// A snapshot of every message still pending in listener and retry queues.
+    /// A snapshot of every message still pending in listener queues and delay tiers.
     pub fn pending_messages(&self) -> Vec<QueuedMessage> {
         self.queue_messages(|queue| queue.spec.role != QueueRole::DeadLetter)
     }
@@ -313,6 +313,17 @@ impl Broker {
         }
     }
 
+    /// Whether a message published on `route` would reach a queue. A missing exchange or
+    /// queue counts as reached: publishing says it is missing.
+    fn reaches_a_queue(&self, route: Route<'_>) -> bool {
+        match route {
+            Route::Exchange { exchange, routing_key } => lock(&self.exchanges).get(exchange).is_none_or(|exchange| {
+                exchange.bindings.iter().any(|(pattern, _)| topic::matches(pattern, routing_key))
+            }),
+            Route::Queue(_) => true,
+        }
+    }
+
     /// Routes and enqueues; returns the queues that are now over their flow limit.
     fn publish(&self, route: Route<'_>, message: Message) -> Result<Vec<Arc<Queue>>, TransportError> {
         let (exchange, routing_key, queues): (Arc<str>, Arc<str>, Arc<[Arc<Queue>]>) = match route {
@@ -399,6 +410,10 @@ impl Transport for MemoryTransport {
             Some(message) => message,
             None => return ready(Ok(())),
         };
+        if origin == Origin::Runtime && !self.broker.reaches_a_queue(route) {
+            // RabbitMQ's transport publishes the runtime's moves `mandatory`.
+            return ready(Err(TransportError::Rejected { reason: format!("no queue takes it ({route:?})") }));
+        }
         let full = match self.broker.publish(route, message) {
             Ok(full) if full.is_empty() || origin != Origin::Outside => return ready(Ok(())),
             other => other,

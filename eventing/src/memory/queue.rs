@@ -128,7 +128,7 @@ impl Queue {
         }
     }
 
-    /// Listener and retry queues hold work still to do; dead letters do not.
+    /// Listener queues and delay tiers hold work still to do; dead letters do not.
     fn counts_as_pending(&self) -> bool {
         self.spec.role != QueueRole::DeadLetter
     }
@@ -164,16 +164,17 @@ impl Queue {
             full = self.check_full(&mut state);
         }
         drop(leftovers);
-        if let QueueRole::Retry { delay, target } = &self.spec.role {
-            self.expire_later(*delay, target.clone());
+        if let QueueRole::Delay { delay, transient } = self.spec.role {
+            self.expire_later(delay, transient);
         }
         full
     }
 
-    /// A retry queue's message-TTL: after `delay` its oldest message (all wait equally long)
-    /// moves to `target`, as RabbitMQ dead-letters an expired message through the default
-    /// exchange. The timer is tokio's, so tests with paused time run the delays instantly.
-    fn expire_later(self: &Arc<Self>, delay: std::time::Duration, target: String) {
+    /// A delay tier's message-TTL: after `delay` its oldest message (all wait equally long)
+    /// moves to the queue its routing key names, as RabbitMQ dead-letters an expired message
+    /// through the default exchange with its own routing key. One whose queue is gone is
+    /// dropped. The timer is tokio's, so tests with paused time run the delays instantly.
+    fn expire_later(self: &Arc<Self>, delay: std::time::Duration, transient: bool) {
         let queue = Arc::clone(self);
         let expire = async move {
             tokio::time::sleep(delay).await;
@@ -181,8 +182,16 @@ impl Queue {
             // Held as pending while it moves, so the work never looks finished in between.
             queue.pending_added(1);
             if let Some(entry) = queue.take_ready(1).pop() {
-                if let Err(error) = broker.publish(Route::Queue(&target), (*entry.message).clone()) {
-                    tracing::error!(%error, queue = %queue.spec.name, "an expired retry could not return to its queue");
+                let target = Route::Queue(&entry.routing_key);
+                match broker.publish(target, (*entry.message).clone()) {
+                    Ok(_) => {}
+                    // A per-process queue gone with its process: RabbitMQ drops it too.
+                    Err(error) if transient => {
+                        tracing::debug!(%error, tier = %queue.spec.name, "an expired retry's queue is gone; dropped");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, tier = %queue.spec.name, "an expired retry could not return to its queue; dropped");
+                    }
                 }
             }
             queue.pending_removed(1);

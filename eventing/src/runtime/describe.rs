@@ -32,7 +32,8 @@ pub(crate) struct DescribedListener {
     pub(crate) queue: QueueSpec,
     pub(crate) dead_letter: QueueSpec,
     pub(crate) retry: RetryPolicy,
-    pub(crate) retry_queues: Vec<String>,
+    /// The delay tiers its retries wait in.
+    pub(crate) retry_tiers: Vec<String>,
 }
 
 /// One registered request, and its handler in this binary if there is one.
@@ -76,7 +77,7 @@ impl Builder {
                 queue: listener.queue.clone(),
                 dead_letter: listener.dead_letter.clone(),
                 retry: listener.retry,
-                retry_queues: listener.retry_queues.iter().map(|(_, name)| name.clone()).collect(),
+                retry_tiers: listener.retry_tiers.iter().map(|(_, name)| name.clone()).collect(),
             })
             .collect();
         let recurring = self

@@ -464,7 +464,7 @@ async fn launch(
                 queue: listener.queue.name.clone(),
                 dead_letter_queue: listener.dead_letter.name.clone(),
                 retry: listener.retry,
-                retry_queues: listener.retry_queues.clone(),
+                retry_tiers: listener.retry_tiers.clone(),
             },
             concurrency: listener.concurrency,
         });

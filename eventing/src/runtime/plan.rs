@@ -1,6 +1,6 @@
 //! From registrations and configuration to queue names, topology and listener settings.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::naming::NameError;
@@ -30,8 +30,9 @@ pub(crate) struct PlannedListener {
     pub(crate) concurrency: u16,
     pub(crate) prefetch: u16,
     pub(crate) retry: RetryPolicy,
-    /// The retry queue of each delay of the policy.
-    pub(crate) retry_queues: Vec<(Duration, String)>,
+    /// The delay tier of each wait of the policy: retries are published to the exchange of
+    /// this name with the listener's queue as routing key.
+    pub(crate) retry_tiers: Vec<(Duration, String)>,
 }
 
 pub(crate) struct Plan {
@@ -58,6 +59,9 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
     check(naming::check_event_name(config.exchange), "exchange", config.exchange, "the builder or EVENTING_EXCHANGE")?;
 
     let mut topology = Topology { exchanges: vec![config.exchange.to_owned()], ..Topology::default() };
+    // The delay tiers of every service, declared once whatever number of listeners use them.
+    // By service, then durable before transient, then shortest wait first.
+    let mut tiers: BTreeMap<(String, bool, Duration), QueueSpec> = BTreeMap::new();
     let mut listeners = Vec::new();
     let mut owners: HashMap<String, &'static str> = HashMap::new();
     let mut services: Vec<String> = Vec::new();
@@ -145,21 +149,34 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
             queue: queue.name.clone(),
         });
         let retry = file.apply(info.retry.apply(config.retry));
-        let retry_queues: Vec<(Duration, String)> =
-            retry.delays().into_iter().map(|delay| (delay, naming::retry_queue(&queue.name, delay))).collect();
-        for name in [&queue.name, &dead_letter.name].into_iter().chain(retry_queues.iter().map(|(_, name)| name)) {
+        // A queue that may be gone when a retry's wait ends has tiers of its own, which drop
+        // such a retry: in the tiers of durable queues RabbitMQ would keep it, retrying, and
+        // stop moving any other retry of the service once it holds 32 of them.
+        let transient = queue.lifetime != QueueLifetime::Durable;
+        let retry_tiers: Vec<(Duration, String)> = retry
+            .delays()
+            .into_iter()
+            .map(|delay| {
+                let tier = if transient {
+                    naming::transient_delay_tier(&service, delay)
+                } else {
+                    naming::delay_tier(&service, delay)
+                };
+                (delay, tier)
+            })
+            .collect();
+        for name in [&queue.name, &dead_letter.name].into_iter().chain(retry_tiers.iter().map(|(_, name)| name)) {
             check(naming::check_length(name), "queue", name, info.rust_type)?;
+        }
+        for (delay, tier) in &retry_tiers {
+            tiers.entry((service.clone(), transient, *delay)).or_insert_with(|| QueueSpec {
+                name: tier.clone(),
+                lifetime: QueueLifetime::Durable,
+                role: QueueRole::Delay { delay: *delay, transient },
+            });
         }
         topology.queues.push(queue.clone());
         topology.queues.push(dead_letter.clone());
-        for (delay, name) in &retry_queues {
-            topology.queues.push(QueueSpec {
-                name: name.clone(),
-                // A retry waits as long as its listener's queue lives.
-                lifetime: queue.lifetime,
-                role: QueueRole::Retry { delay: *delay, target: queue.name.clone() },
-            });
-        }
         listeners.push(PlannedListener {
             registered: registered.clone(),
             queue,
@@ -167,9 +184,35 @@ pub(crate) fn plan(registry: &Registry, config: &PlanConfig<'_>) -> Result<Plan,
             concurrency,
             prefetch,
             retry,
-            retry_queues,
+            retry_tiers,
         });
     }
+    // A listener whose queue is named like a tier (a per-process listener `delay` of a
+    // process `1000ms`) would take the retries of the whole service.
+    for listener in &listeners {
+        for name in [&listener.queue.name, &listener.dead_letter.name] {
+            if tiers.values().any(|tier| tier.name == *name) {
+                return Err(Error::InvalidName {
+                    kind: "queue",
+                    name: name.clone(),
+                    rust_type: listener.registered.info.rust_type.to_owned(),
+                    reason: "it is the name of the service's delay tier for retries; rename the listener".into(),
+                });
+            }
+        }
+    }
+    // Tiers first: they belong to no listener (see `Topology::queues`).
+    let listener_queues = std::mem::take(&mut topology.queues);
+    for tier in tiers.into_values() {
+        topology.exchanges.push(tier.name.clone());
+        topology.bindings.push(BindingSpec {
+            exchange: tier.name.clone(),
+            pattern: "#".into(),
+            queue: tier.name.clone(),
+        });
+        topology.queues.push(tier);
+    }
+    topology.queues.extend(listener_queues);
     let service = match (config.service, services.as_slice()) {
         (Some(service), _) => Some(service.to_owned()),
         (None, [service]) => Some(service.clone()),

@@ -37,6 +37,9 @@ pub struct ListenerSettings {
     pub prefetch: u16,
     /// How failures are retried.
     pub retry: RetryPolicy,
+    /// The delay tiers its retries wait in, one per wait of `retry`, shortest first (empty
+    /// when disabled).
+    pub retry_tiers: Vec<String>,
 }
 
 /// One recurring item's settings after attribute and file.
@@ -110,6 +113,7 @@ impl Builder {
                     concurrency: listener.concurrency,
                     prefetch: listener.prefetch,
                     retry: listener.retry,
+                    retry_tiers: listener.retry_tiers.iter().map(|(_, tier)| tier.clone()).collect(),
                 },
                 None => ListenerSettings {
                     info: *info,
@@ -119,6 +123,7 @@ impl Builder {
                     concurrency: 0,
                     prefetch: 0,
                     retry: file.listener(info.name).apply(info.retry.apply(self.retry)),
+                    retry_tiers: Vec::new(),
                 },
             });
         }

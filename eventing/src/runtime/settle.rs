@@ -1,6 +1,7 @@
 //! The settle decision: what the broker hears of one handled delivery. Handled and
-//! declined deliveries are acknowledged; failed ones go to a retry queue or the
-//! dead-letter queue (through the send stack), and only then is the original acknowledged.
+//! declined deliveries are acknowledged; failed ones go to a delay tier of the service or
+//! to the dead-letter queue (through the send stack), and only then is the original
+//! acknowledged.
 
 use std::time::{Duration, SystemTime};
 
@@ -12,8 +13,8 @@ use crate::observe::metrics::Handled;
 use crate::transport::{Delivery, Origin, Route};
 use crate::{ListenerInfo, RetryPolicy};
 
-/// How long to wait before returning a failed message that could not be moved to its retry
-/// or dead-letter queue, so a broken queue never turns into a hot loop.
+/// How long to wait before returning a failed message that could not be moved to its delay
+/// tier or dead-letter queue, so a broken queue never turns into a hot loop.
 const MOVE_FAILED_DELAY: Duration = Duration::from_secs(1);
 
 /// One listener's queues and retry policy.
@@ -22,13 +23,13 @@ pub(crate) struct Settler {
     pub(crate) queue: String,
     pub(crate) dead_letter_queue: String,
     pub(crate) retry: RetryPolicy,
-    /// The retry queue of each delay of the policy.
-    pub(crate) retry_queues: Vec<(Duration, String)>,
+    /// The delay tier of each wait of the policy (an exchange and a queue of this name).
+    pub(crate) retry_tiers: Vec<(Duration, String)>,
 }
 
 /// Where a failed message goes.
 enum FailedTo {
-    /// The retry queue of this delay.
+    /// The delay tier of this wait.
     Retry(Duration),
     /// The dead-letter queue.
     DeadLetter,
@@ -85,10 +86,11 @@ impl Settler {
     }
 
     /// Moves a failed message on (called boxed: its state stays out of the future of every
-    /// delivery that succeeds): to the retry queue of `delay` (attempt + 1), or to the
-    /// dead-letter queue, with the failure in headers; only after the broker confirmed that
-    /// is the original acknowledged. The message keeps its id, so a handler that sees it
-    /// again can tell.
+    /// delivery that succeeds): to the delay tier of `delay` (attempt + 1), published to the
+    /// tier's exchange with this listener's queue as routing key, so that it expires back into
+    /// this queue only; or to the dead-letter queue; with the failure in headers. Only after
+    /// the broker confirmed that is the original acknowledged. The message keeps its id, so a
+    /// handler that sees it again can tell.
     async fn fail(&self, publisher: &Publisher, delivery: Delivery, reason: String, to: FailedTo) {
         let now = HeaderValue::Int(unix_millis(SystemTime::now()));
         let mut message = (*delivery.message).clone();
@@ -104,20 +106,24 @@ impl Settler {
         }
         headers.entry(header::FIRST_FAILURE_AT.into()).or_insert_with(|| now.clone());
         headers.insert(header::LAST_FAILURE_AT.into(), now);
-        let queue = match to {
+        let route = match to {
             FailedTo::DeadLetter => {
                 message.persistent = true;
-                self.dead_letter_queue.as_str()
+                Route::Queue(&self.dead_letter_queue)
             }
             FailedTo::Retry(delay) => {
                 message.attempt += 1;
-                match self.retry_queues.iter().find(|(tier, _)| *tier == delay) {
-                    Some((_, queue)) => queue.as_str(),
-                    None => self.dead_letter_queue.as_str(),
+                match self.retry_tiers.iter().find(|(wait, _)| *wait == delay) {
+                    Some((_, tier)) => Route::Exchange { exchange: tier, routing_key: &self.queue },
+                    None => Route::Queue(&self.dead_letter_queue),
                 }
             }
         };
-        match publisher.send(Route::Queue(queue), message, Origin::Runtime).await {
+        let queue = match route {
+            Route::Exchange { exchange, .. } => exchange,
+            Route::Queue(queue) => queue,
+        };
+        match publisher.send(route, message, Origin::Runtime).await {
             Ok(()) => {
                 if let Err(error) = delivery.acker.ack().await {
                     tracing::warn!(%error, "acknowledging a failed message failed; the broker delivers it again");

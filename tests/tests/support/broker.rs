@@ -36,20 +36,29 @@ pub fn reachable_amqp_url() -> Option<String> {
     None
 }
 
-/// Deletes every queue whose name starts with `prefix` (a test's service name), and the
-/// exchange: what a test declared, retry tiers included.
+/// Deletes every queue and exchange whose name starts with `prefix` (a test's service
+/// name: its delay tiers included), and the exchange: what a test declared.
 pub async fn delete_scope(url: &str, prefix: &str, exchange: &str) {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(["list_queues", "--quiet", "--no-table-headers", "name"])
-        .output()
-        .expect("rabbitmqctl runs");
+    let names = |what: &str| {
+        let output = std::process::Command::new("rabbitmqctl")
+            .args([what, "--quiet", "--no-table-headers", "name"])
+            .output()
+            .expect("rabbitmqctl runs");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|name| name.starts_with(prefix))
+            .map(str::to_owned)
+            .collect::<Vec<String>>()
+    };
     let admin = eventing_amqp::AmqpTransport::connect(url, eventing_amqp::AmqpOptions::default())
         .await
         .expect("admin connection");
-    for queue in String::from_utf8_lossy(&output.stdout).lines().map(str::trim).filter(|name| name.starts_with(prefix))
-    {
-        admin.delete_queue(queue).await.expect("delete queue");
+    for queue in names("list_queues") {
+        admin.delete_queue(&queue).await.expect("delete queue");
     }
-    admin.delete_exchange(exchange).await.expect("delete exchange");
+    for exchange in names("list_exchanges").iter().map(String::as_str).chain([exchange]) {
+        admin.delete_exchange(exchange).await.expect("delete exchange");
+    }
     eventing::transport::Transport::close(&admin).await.expect("close admin");
 }
