@@ -12,9 +12,12 @@
 //! eventing: `Add {x, y}` → `Sum {answer}` through the exchange, mandatory and confirmed
 //! publishes, replies through direct reply-to; the server is a `#[request_handler]` with
 //! concurrency 100 that acknowledges each request after its (unconfirmed) reply went out.
-//! Raw: the same JSON published straight to a queue (no confirms), a server that replies
-//! (no confirm) and acknowledges, prefetch 100, the client consuming
-//! `amq.rabbitmq.reply-to` with no-ack on its publishing channel.
+//! Raw, two references: the bare minimum (the same JSON published straight to a queue,
+//! no confirms), and the same guarantees and wire as eventing's requests (through the
+//! exchange to a durable queue, `mandatory` and confirmed, so that a request nobody serves
+//! fails at once; the same properties and deadline header). Both servers reply (no confirm)
+//! on the channel they consume on and acknowledge, prefetch 100; both clients consume
+//! `amq.rabbitmq.reply-to` with no-ack on their publishing channel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,8 +26,10 @@ use std::time::{Duration, Instant};
 use eventing::{Context, HandlerError, Request, RequestHandler, request, request_handler};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::options::{ConfirmSelectOptions, QueueBindOptions};
+
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -101,6 +106,9 @@ struct RawClient {
     waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>,
     queue: String,
     next: std::sync::atomic::AtomicU64,
+    /// `Some(exchange)`: the same guarantees and wire as eventing's requests (through the
+    /// exchange, mandatory, confirmed, the same properties); `None`: the bare minimum.
+    guarantees: Option<String>,
 }
 
 impl RawClient {
@@ -109,19 +117,50 @@ impl RawClient {
         let (sender, receiver) = oneshot::channel();
         self.waiting.lock().map_err(|_| "poisoned")?.insert(id.clone(), sender);
         let body = serde_json::to_vec(&Add { x, y: 1 })?;
-        self.channel
-            .basic_publish(
-                "".into(),
-                self.queue.as_str().into(),
-                BasicPublishOptions::default(),
-                &body,
-                BasicProperties::default()
-                    .with_reply_to("amq.rabbitmq.reply-to".into())
-                    .with_correlation_id(id.as_str().into())
-                    .with_content_type("application/json".into())
-                    .with_expiration("30000".into()),
-            )
-            .await?;
+        let properties = BasicProperties::default()
+            .with_reply_to("amq.rabbitmq.reply-to".into())
+            .with_correlation_id(id.as_str().into())
+            .with_content_type("application/json".into())
+            .with_expiration("30000".into());
+        match &self.guarantees {
+            None => {
+                self.channel
+                    .basic_publish(
+                        "".into(),
+                        self.queue.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        properties,
+                    )
+                    .await?;
+            }
+            Some(exchange) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+                let mut headers = FieldTable::default();
+                headers.insert("x-eventing-deadline".into(), AMQPValue::LongLongInt((now.as_millis() + 30_000) as i64));
+                let properties = properties
+                    .with_message_id(format!("{id:0>36}").into())
+                    .with_type(Add::NAME.into())
+                    .with_timestamp(now.as_secs())
+                    .with_app_id("bench".into())
+                    .with_delivery_mode(1)
+                    .with_headers(headers);
+                let confirm = self
+                    .channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        self.queue.as_str().into(),
+                        BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                        &body,
+                        properties,
+                    )
+                    .await?;
+                match confirm.await? {
+                    Confirmation::Ack(None) => {}
+                    other => return Err(format!("not taken: {other:?}").into()),
+                }
+            }
+        }
         let reply = tokio::time::timeout(Duration::from_secs(30), receiver).await??;
         let sum: Sum = serde_json::from_slice(&reply)?;
         if sum.answer != x + 1 {
@@ -131,17 +170,32 @@ impl RawClient {
     }
 }
 
-async fn raw_side(url: &str, queue: &str) -> Result<(Connection, Connection, Arc<RawClient>), BoxError> {
+/// A raw server and client; with `guarantees` (an exchange), the request queue is durable and
+/// bound to it, as eventing's `request.<name>` is, and the client confirms its publishes.
+async fn raw_side(
+    url: &str,
+    queue: &str,
+    guarantees: Option<&str>,
+) -> Result<(Connection, Connection, Arc<RawClient>), BoxError> {
     // The server: prefetch 100, reply then ack.
     let server = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = server.create_channel().await?;
     channel
         .queue_declare(
             queue.into(),
-            QueueDeclareOptions { auto_delete: true, ..QueueDeclareOptions::default() },
+            QueueDeclareOptions {
+                durable: guarantees.is_some(),
+                auto_delete: guarantees.is_none(),
+                ..QueueDeclareOptions::default()
+            },
             FieldTable::default(),
         )
         .await?;
+    if let Some(exchange) = guarantees {
+        channel
+            .queue_bind(queue.into(), exchange.into(), queue.into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+    }
     channel.basic_qos(CONCURRENCY as u16, BasicQosOptions::default()).await?;
     let mut requests = channel
         .basic_consume(queue.into(), "raw-server".into(), BasicConsumeOptions::default(), FieldTable::default())
@@ -191,13 +245,22 @@ async fn raw_side(url: &str, queue: &str) -> Result<(Connection, Connection, Arc
             }
         });
     }
-    let raw = Arc::new(RawClient { channel, waiting, queue: queue.to_owned(), next: Default::default() });
+    if guarantees.is_some() {
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    }
+    let raw = Arc::new(RawClient {
+        channel,
+        waiting,
+        queue: queue.to_owned(),
+        next: Default::default(),
+        guarantees: guarantees.map(str::to_owned),
+    });
     Ok((server, client, raw))
 }
 
 fn row(name: &str, figures: &Figures) {
     println!(
-        "{name:<28} {:>10.0} round trips/s   p50 {:>8.3} ms   p99 {:>8.3} ms",
+        "{name:<44} {:>10.0} round trips/s   p50 {:>8.3} ms   p99 {:>8.3} ms",
         figures.per_second,
         figures.p50.as_secs_f64() * 1e3,
         figures.p99.as_secs_f64() * 1e3
@@ -217,12 +280,14 @@ fn median(runs: &[Figures]) -> Figures {
     }
 }
 
-fn ratio(name: &str, ours: &Figures, raw: &Figures) {
+/// eventing's figures over a reference's: `raw` (the bare minimum) or `same` (the same
+/// guarantees), so a script can pick each ratio out by name.
+fn ratio(name: &str, reference: &str, ours: &Figures, theirs: &Figures) {
     println!(
-        "{name:<28} throughput {:.2}x raw, p50 {:.2}x raw, p99 {:.2}x raw",
-        ours.per_second / raw.per_second,
-        ours.p50.as_secs_f64() / raw.p50.as_secs_f64(),
-        ours.p99.as_secs_f64() / raw.p99.as_secs_f64()
+        "{name:<16} vs {reference:<5} throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+        ours.per_second / theirs.per_second,
+        ours.p50.as_secs_f64() / theirs.p50.as_secs_f64(),
+        ours.p99.as_secs_f64() / theirs.p99.as_secs_f64()
     );
 }
 
@@ -262,47 +327,65 @@ async fn main() -> Result<(), BoxError> {
         }
     };
 
-    // Raw lapin.
+    // Raw lapin: the bare minimum, and the same guarantees as eventing's requests.
     let queue = format!("bench-request-raw-{}", std::process::id());
-    let (raw_server, raw_client_connection, raw) = raw_side(&url, &queue).await?;
+    let (raw_server, raw_client_connection, raw) = raw_side(&url, &queue, None).await?;
     raw.call(0).await?;
-    let raw = {
-        let raw = Arc::clone(&raw);
+    let same_queue = format!("bench-request-raw-same-{}", std::process::id());
+    let (same_server, same_client_connection, same) = raw_side(&url, &same_queue, Some(&exchange)).await?;
+    same.call(0).await?;
+    let calls = |client: &Arc<RawClient>| {
+        let client = Arc::clone(client);
         move |x: i64| {
-            let raw = Arc::clone(&raw);
-            async move { raw.call(x).await }
+            let client = Arc::clone(&client);
+            async move { client.call(x).await }
         }
     };
+    let (raw, same) = (calls(&raw), calls(&same));
 
     println!("{requests} round trips per run, {rounds} rounds, RabbitMQ at {}", eventing::transport::redact_url(&url));
-    let (mut ours_sequential, mut raw_sequential, mut ours_concurrent, mut raw_concurrent) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // eventing, raw, raw with the same guarantees: sequential, then 100 concurrent.
+    let mut sequential: [Vec<Figures>; 3] = Default::default();
+    let mut concurrent: [Vec<Figures>; 3] = Default::default();
+    const NAMES: [&str; 3] = ["eventing", "raw lapin", "raw lapin, same guarantees"];
     for round in 1..=rounds {
         println!("round {round}");
-        ours_sequential.push(drive(requests, 1, ours.clone()).await?);
-        row("  eventing, sequential", &ours_sequential[round - 1]);
-        raw_sequential.push(drive(requests, 1, raw.clone()).await?);
-        row("  raw lapin, sequential", &raw_sequential[round - 1]);
-        raw_concurrent.push(drive(requests, CONCURRENCY, raw.clone()).await?);
-        row("  raw lapin, 100 concurrent", &raw_concurrent[round - 1]);
-        ours_concurrent.push(drive(requests, CONCURRENCY, ours.clone()).await?);
-        row("  eventing, 100 concurrent", &ours_concurrent[round - 1]);
+        sequential[0].push(drive(requests, 1, ours.clone()).await?);
+        sequential[1].push(drive(requests, 1, raw.clone()).await?);
+        sequential[2].push(drive(requests, 1, same.clone()).await?);
+        concurrent[1].push(drive(requests, CONCURRENCY, raw.clone()).await?);
+        concurrent[2].push(drive(requests, CONCURRENCY, same.clone()).await?);
+        concurrent[0].push(drive(requests, CONCURRENCY, ours.clone()).await?);
+        for (side, name) in NAMES.iter().enumerate() {
+            row(&format!("  {name}, sequential"), &sequential[side][round - 1]);
+        }
+        for (side, name) in NAMES.iter().enumerate() {
+            row(&format!("  {name}, 100 concurrent"), &concurrent[side][round - 1]);
+        }
     }
-    let medians = [&ours_sequential, &raw_sequential, &ours_concurrent, &raw_concurrent].map(|runs| median(runs));
+    let sequential = sequential.each_ref().map(|runs| median(runs));
+    let concurrent = concurrent.each_ref().map(|runs| median(runs));
     println!("medians over {rounds} rounds");
-    row("eventing, sequential", &medians[0]);
-    row("raw lapin, sequential", &medians[1]);
-    row("eventing, 100 concurrent", &medians[2]);
-    row("raw lapin, 100 concurrent", &medians[3]);
-    ratio("sequential", &medians[0], &medians[1]);
-    ratio("100 concurrent", &medians[2], &medians[3]);
+    for (side, name) in NAMES.iter().enumerate() {
+        row(&format!("{name}, sequential"), &sequential[side]);
+    }
+    for (side, name) in NAMES.iter().enumerate() {
+        row(&format!("{name}, 100 concurrent"), &concurrent[side]);
+    }
+    ratio("sequential", "raw", &sequential[0], &sequential[1]);
+    ratio("sequential", "same", &sequential[0], &sequential[2]);
+    ratio("100 concurrent", "raw", &concurrent[0], &concurrent[1]);
+    ratio("100 concurrent", "same", &concurrent[0], &concurrent[2]);
 
     caller.shutdown().await?;
     server.shutdown().await?;
+    same_client_connection.close(200, "done".into()).await?;
+    same_server.close(200, "done".into()).await?;
     raw_client_connection.close(200, "done".into()).await?;
     raw_server.close(200, "done".into()).await?;
     let admin = eventing_amqp::AmqpTransport::connect(&url, eventing_amqp::AmqpOptions::default()).await?;
     admin.delete_queue(&format!("request.{}", Add::NAME)).await?;
+    admin.delete_queue(&same_queue).await?;
     admin.delete_exchange(&exchange).await?;
     eventing::transport::Transport::close(&admin).await?;
     Ok(())
