@@ -96,8 +96,14 @@ impl Drop for AmqpLock {
     fn drop(&mut self) {
         // Closing the connection deletes the queue, which releases the lock.
         let Some(connection) = self.connection.take() else { return };
+        let channel = lock(&self.channel).clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                // The channel first, up to its close-ok: a connection closed under an open
+                // channel makes lapin log `Connection error … invalid channel state`.
+                if channel.status().connected() {
+                    let _ = channel.close(200, "lock released".into()).await;
+                }
                 let _ = connection.close(200, "lock released".into()).await;
             });
         }
