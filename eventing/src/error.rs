@@ -110,11 +110,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// Listeners could not be built because state they ask for was not given. Every
-    /// listener is tried, so one start names everything that is missing.
+    /// Listeners, request handlers, interceptors or recurring items could not be built
+    /// because state they ask for was not given. Every one is tried, so one start names
+    /// everything that is missing.
     #[error("{}", missing_state(missing))]
     MissingState {
-        /// Each listener that cannot be built (its Rust type), with every type it asked
+        /// Each type that cannot be built (its Rust type), with every type it asked
         /// [`State::get`](crate::State::get) for and was not given, in the order asked.
         missing: Vec<(&'static str, Vec<&'static str>)>,
     },
@@ -217,7 +218,7 @@ pub enum Error {
     Signal(#[source] std::io::Error),
 }
 
-/// One line naming every listener that cannot be built and every type it lacks.
+/// One line naming everything that cannot be built and every type it lacks.
 fn missing_state(missing: &[(&'static str, Vec<&'static str>)]) -> String {
     let each: Vec<String> = missing
         .iter()
@@ -226,9 +227,8 @@ fn missing_state(missing: &[(&'static str, Vec<&'static str>)]) -> String {
             format!("`{listener}` needs {}", types.join(", "))
         })
         .collect();
-    let listeners = if missing.len() == 1 { "a listener" } else { "listeners" };
     format!(
-        "{listeners} cannot be built because state was not given: {}; pass each value with \
+        "state was not given to build what this program registers: {}; pass each value with \
          `eventing::builder().state(...)`",
         each.join("; ")
     )
