@@ -15,16 +15,11 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use serde::{Deserialize, Serialize};
-use support::broker::{delete_scope, reachable_amqp_url};
+use support::broker::{delete_scope, reachable_amqp_url, unique};
 
 /// Retries for a queue that is gone: more than the 32 dead letters a quorum queue's
 /// at-least-once dead-letter worker holds unconfirmed (with 10 the tier still moves on).
 const GONE: usize = 40;
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 /// A raw connection with a confirming channel, and what it declared, to delete at the end.
 struct Raw {

@@ -15,7 +15,8 @@ use std::time::Duration;
 use eventing::{Context, Event, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
 use eventing_amqp::{AmqpOptions, AmqpTransport};
 use serde::{Deserialize, Serialize};
-use support::broker::reachable_amqp_url;
+use support::broker::{reachable_amqp_url, scope};
+use support::logs::init_logs;
 use tokio::sync::Notify;
 
 /// Serializes the tests that stop the broker.
@@ -71,18 +72,6 @@ impl Listener<PaymentCaptured> for Ledger {
         self.handled.changed.notify_waiters();
         Ok(())
     }
-}
-
-/// A service and an exchange name no other test or run uses.
-fn scope(prefix: &str) -> (String, String) {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    (format!("{prefix}-{}-{stamp}", std::process::id()), format!("{prefix}-exchange-{stamp}"))
-}
-
-/// Logs go to the test's captured output: shown when a test fails.
-fn init_logs() {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,lapin=warn".into());
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(filter).try_init();
 }
 
 /// Runs `rabbitmqctl` with `args`; panics with its output when it fails.

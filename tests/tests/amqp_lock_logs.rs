@@ -10,37 +10,19 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventing::transport::Transport;
 use eventing_amqp::{AmqpOptions, AmqpTransport};
-use support::broker::reachable_amqp_url;
-
-/// Every log line, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::broker::{reachable_amqp_url, unique};
+use support::logs::Captured;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taking_refusing_and_releasing_the_lock_logs_no_connection_error() {
     let Some(url) = reachable_amqp_url() else { return };
     let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt().with_ansi(false).with_env_filter("info").with_writer(move || writer.clone()).init();
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let name = format!("lock-logs-{}-{stamp}.recurring.beat", std::process::id());
+    captured.install("info");
+    let name = format!("{}.recurring.beat", unique("lock-logs"));
 
     let holder = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("connect");
     let standby = AmqpTransport::connect(&url, AmqpOptions::default()).await.expect("connect");
@@ -62,6 +44,5 @@ async fn taking_refusing_and_releasing_the_lock_logs_no_connection_error() {
 
 /// How many `Connection error` lines lapin logged so far.
 fn connection_errors(captured: &Captured) -> usize {
-    let logs = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();
-    logs.lines().filter(|line| line.contains("Connection error")).count()
+    captured.text().lines().filter(|line| line.contains("Connection error")).count()
 }

@@ -16,7 +16,8 @@ use eventing::message::header;
 use eventing::{Context, Event, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
 use eventing_amqp::{AmqpOptions, AmqpTransport, QueueType};
 use serde::{Deserialize, Serialize};
-use support::broker::reachable_amqp_url;
+use support::broker::{reachable_amqp_url, scope};
+use support::logs::init_logs;
 use tokio::sync::Notify;
 
 #[event(name = "poison.order_placed", durable)]
@@ -164,16 +165,6 @@ impl Field {
             Field::MessageId => (base.with_message_id("~(".into()), b"\xc3", "the `message_id` property"),
         }
     }
-}
-
-fn scope(prefix: &str) -> (String, String) {
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    (format!("{prefix}-{}-{stamp}", std::process::id()), format!("{prefix}-exchange-{stamp}"))
-}
-
-fn init_logs() {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,lapin=warn".into());
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(filter).try_init();
 }
 
 /// The poison ID of the event number the handler must never see.

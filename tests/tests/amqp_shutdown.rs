@@ -4,13 +4,13 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventing::{Context, FromState, HandlerError, Listener, MissingState, State, event, event_listener};
 use serde::{Deserialize, Serialize};
-use support::broker::reachable_amqp_url;
+use support::broker::{reachable_amqp_url, scope};
+use support::logs::Captured;
 use tokio::sync::Notify;
 
 #[event(name = "shutdown.lamp_switched", durable)]
@@ -38,34 +38,12 @@ impl Listener<LampSwitched> for RecordSwitch {
     }
 }
 
-/// Every log line, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_logs_no_error() {
     let Some(url) = reachable_amqp_url() else { return };
     let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
-        .with_writer(move || writer.clone())
-        .init();
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let (service, exchange) =
-        (format!("shutdown-{}-{stamp}", std::process::id()), format!("shutdown-exchange-{stamp}"));
+    captured.install(&std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()));
+    let (service, exchange) = scope("shutdown");
     let handled = Arc::new(Notify::new());
 
     for round in 0..3 {
@@ -85,7 +63,7 @@ async fn a_graceful_shutdown_logs_no_error() {
     // Let lapin's I/O threads finish what a shutdown started.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();
+    let logs = captured.text();
     let lines: Vec<&str> = logs.lines().collect();
     // A second defect hid behind the first: the runtime's drop of a subscription and the
     // transport's shutdown both closed the consumer's channel, and the second returned at

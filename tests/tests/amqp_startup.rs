@@ -9,7 +9,7 @@ use std::time::Duration;
 use eventing::{Context, HandlerError, Listener, event, event_listener};
 use eventing_amqp::{AmqpOptions, AmqpTransport};
 use serde::{Deserialize, Serialize};
-use support::broker::reachable_amqp_url;
+use support::broker::{reachable_amqp_url, unique};
 
 #[event] // name "user_created", not durable
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,11 +53,6 @@ impl Listener<InvoicePaid> for RecordInvoice {
     async fn on(&self, _event: InvoicePaid, _ctx: &Context) -> Result<(), HandlerError> {
         Ok(())
     }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// `rabbitmqctl list_queues name durable exclusive`, rows whose name starts with `prefix`.

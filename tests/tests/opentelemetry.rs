@@ -10,7 +10,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use eventing::memory::MemoryBroker;
 use eventing::{
@@ -22,7 +22,7 @@ use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde::{Deserialize, Serialize};
-use support::broker::{delete_scope, reachable_amqp_url};
+use support::broker::{delete_scope, reachable_amqp_url, unique};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -117,11 +117,6 @@ fn telemetry() -> &'static (SdkTracerProvider, InMemorySpanExporter) {
         tracing_subscriber::registry().with(layer).try_init().expect("the only subscriber of this binary");
         (provider, exporter)
     })
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 fn only_this_chain(info: &ListenerInfo) -> bool {

@@ -62,3 +62,18 @@ pub async fn delete_scope(url: &str, prefix: &str, exchange: &str) {
     }
     eventing::transport::Transport::close(&admin).await.expect("close admin");
 }
+
+/// A name no other test or run uses: `<prefix>-<process id>-<nanoseconds>`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), stamp())
+}
+
+/// A service name and an exchange name no other test or run uses.
+pub fn scope(prefix: &str) -> (String, String) {
+    let stamp = stamp();
+    (format!("{prefix}-{}-{stamp}", std::process::id()), format!("{prefix}-exchange-{stamp}"))
+}
+
+fn stamp() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_nanos()).unwrap_or(0)
+}

@@ -4,5 +4,6 @@
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod broker;
+pub mod logs;
 pub mod raw_publish;
 pub mod tls;
