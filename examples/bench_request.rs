@@ -9,13 +9,14 @@
 //! during the run weighs on both. It prints every run's round trips per second and p50/p99
 //! latency, then the medians over the rounds and eventing's ratios to raw.
 //!
-//! eventing: `Add {x, y}` → `Sum {answer}` through the exchange, mandatory and confirmed
-//! publishes, replies through direct reply-to; the server is a `#[request_handler]` with
+//! eventing: `Add {x, y}` → `Sum {answer}` through the exchange, mandatory publishes
+//! (unconfirmed: the reply proves arrival; returns are polled for `NoHandler`), replies
+//! through direct reply-to; the server is a `#[request_handler]` with
 //! concurrency 100 that acknowledges each request after its (unconfirmed) reply went out.
 //! Raw, two references: the bare minimum (the same JSON published straight to a queue,
 //! no confirms), and the same guarantees and wire as eventing's requests (through the
-//! exchange to a durable queue, `mandatory` and confirmed, so that a request nobody serves
-//! fails at once; the same properties and deadline header). Both servers reply (no confirm)
+//! exchange to a durable queue, `mandatory` with the broker's returns polled every 5 ms, so
+//! that a request nobody serves fails at once; the same properties and deadline header). Both servers reply (no confirm)
 //! on the channel they consume on and acknowledge, prefetch 100; both clients consume
 //! `amq.rabbitmq.reply-to` with no-ack on their publishing channel.
 
@@ -25,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use eventing::{Context, HandlerError, Request, RequestHandler, request, request_handler};
 use futures_util::StreamExt;
+use lapin::options::QueueBindOptions;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
-use lapin::options::{ConfirmSelectOptions, QueueBindOptions};
 
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -107,7 +108,7 @@ struct RawClient {
     queue: String,
     next: std::sync::atomic::AtomicU64,
     /// `Some(exchange)`: the same guarantees and wire as eventing's requests (through the
-    /// exchange, mandatory, confirmed, the same properties); `None`: the bare minimum.
+    /// exchange, mandatory, the same properties); `None`: the bare minimum.
     guarantees: Option<String>,
 }
 
@@ -145,8 +146,7 @@ impl RawClient {
                     .with_app_id("bench".into())
                     .with_delivery_mode(1)
                     .with_headers(headers);
-                let confirm = self
-                    .channel
+                self.channel
                     .basic_publish(
                         exchange.as_str().into(),
                         self.queue.as_str().into(),
@@ -154,11 +154,8 @@ impl RawClient {
                         &body,
                         properties,
                     )
+                    .await?
                     .await?;
-                match confirm.await? {
-                    Confirmation::Ack(None) => {}
-                    other => return Err(format!("not taken: {other:?}").into()),
-                }
             }
         }
         let reply = tokio::time::timeout(Duration::from_secs(30), receiver).await??;
@@ -171,7 +168,8 @@ impl RawClient {
 }
 
 /// A raw server and client; with `guarantees` (an exchange), the request queue is durable and
-/// bound to it, as eventing's `request.<name>` is, and the client confirms its publishes.
+/// bound to it, as eventing's `request.<name>` is, and the client polls for returned requests
+/// as eventing does (a returned one fails the run: every request here has a server).
 async fn raw_side(
     url: &str,
     queue: &str,
@@ -246,7 +244,23 @@ async fn raw_side(
         });
     }
     if guarantees.is_some() {
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let channel = channel.clone();
+        let waiting = Arc::clone(&waiting);
+        tokio::spawn(async move {
+            let mut poll = tokio::time::interval(Duration::from_millis(5));
+            loop {
+                poll.tick().await;
+                let Ok(returned) = channel.wait_for_confirms().await else { break };
+                for message in returned {
+                    let id = message.properties.correlation_id().as_ref().map(ToString::to_string);
+                    eprintln!("request {id:?} returned: {}", message.reply_text);
+                    // The caller's sender dropped: its call fails instead of waiting 30 s.
+                    if let Some(id) = id {
+                        waiting.lock().ok().and_then(|mut waiting| waiting.remove(&id));
+                    }
+                }
+            }
+        });
     }
     let raw = Arc::new(RawClient {
         channel,

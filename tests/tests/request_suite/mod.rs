@@ -243,6 +243,48 @@ pub async fn no_handler_fails_fast(backend: impl Backend) {
     backend.cleanup(&exchange, &[]).await;
 }
 
+/// An unserved request fails fast while served ones keep replies streaming in on the same
+/// connection (on RabbitMQ the return is found by polling between replies), and the served
+/// ones are not disturbed.
+pub async fn no_handler_fails_fast_amid_replies(backend: impl Backend) {
+    let exchange = exchange("nohandler-amid");
+    let server = bus(&backend, &exchange, &[Echo::NAME]).await;
+    let caller = bus(&backend, &exchange, &[]).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streams: Vec<_> = (0..8u64)
+        .map(|stream| {
+            let caller = caller.clone();
+            let stop = std::sync::Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut served = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let n = stream * 1_000_000 + served;
+                    let reply = caller.request_within(&Echo { n }, Duration::from_secs(30)).await.expect("served");
+                    assert_eq!(reply, n * 3);
+                    served += 1;
+                }
+                served
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let result = caller.request(&Orphan {}).await;
+        assert!(matches!(&result, Err(RequestError::NoHandler { .. })), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut served = 0;
+    for stream in streams {
+        served += stream.await.expect("stream");
+    }
+    assert!(served > 8, "the served requests did not keep coming: {served}");
+    caller.shutdown().await.expect("shutdown");
+    server.shutdown().await.expect("shutdown");
+    backend.cleanup(&exchange, &queues(&[Echo::NAME])).await;
+}
+
 #[request(name = "reqsuite.linger")]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Linger {}
@@ -456,6 +498,7 @@ macro_rules! request_suite {
             handler_errors_come_back_as_failed,
             timeout_is_honoured,
             no_handler_fails_fast,
+            no_handler_fails_fast_amid_replies,
             shutdown_fails_pending_requests,
             send_is_handled_once,
             context_requests_from_a_handler,
