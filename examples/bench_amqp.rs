@@ -9,6 +9,12 @@
 //! with the same message properties eventing sends (the same bytes on the wire: the ratio
 //! that compares like with like) with its consumer loop on `main`'s task and again on a
 //! spawned task (the way a service runs it), and with minimal properties.
+//!
+//! `-- --property-costs [--rounds 3]` measures instead what each property eventing sends
+//! costs on the wire: the hand-written side (consumer on a spawned task) with all of them,
+//! then with each one left out, alternated over the rounds; it prints every run and each
+//! variant's median consume and publish rate against the median with all properties.
+//! `-- --eventing-only` runs eventing's side alone (for a profiler).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +80,9 @@ impl Listener<OrderSettled> for Settle {
 struct Args {
     messages: u64,
     url: String,
+    property_costs: bool,
+    eventing_only: bool,
+    rounds: usize,
 }
 
 fn args() -> Args {
@@ -82,6 +91,9 @@ fn args() -> Args {
     Args {
         messages: value("--messages").and_then(|n| n.parse().ok()).unwrap_or(100_000),
         url: value("--url").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+        property_costs: argv.iter().any(|arg| arg == "--property-costs"),
+        eventing_only: argv.iter().any(|arg| arg == "--eventing-only"),
+        rounds: value("--rounds").and_then(|n| n.parse().ok()).unwrap_or(3),
     }
 }
 
@@ -97,6 +109,72 @@ enum RawProperties {
     SameAsEventing,
     /// Only content type, delivery mode, message id and type: less for the broker to parse.
     Minimal,
+    /// The same as eventing, but for one property (`--property-costs`).
+    AllBut(Property),
+}
+
+/// A message property eventing sends, for `--property-costs`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Property {
+    MessageId,
+    CorrelationId,
+    Type,
+    Timestamp,
+    AppId,
+    ContentType,
+}
+
+impl Property {
+    const ALL: [Property; 6] = [
+        Property::MessageId,
+        Property::CorrelationId,
+        Property::Type,
+        Property::Timestamp,
+        Property::AppId,
+        Property::ContentType,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Property::MessageId => "message_id",
+            Property::CorrelationId => "correlation_id",
+            Property::Type => "type",
+            Property::Timestamp => "timestamp",
+            Property::AppId => "app_id",
+            Property::ContentType => "content_type",
+        }
+    }
+}
+
+/// The properties of one hand-written publish.
+fn raw_properties(sent: RawProperties, message_id: String) -> BasicProperties {
+    let dropped = match sent {
+        RawProperties::AllBut(property) => Some(property),
+        _ => None,
+    };
+    let keep = |property: Property| dropped != Some(property);
+    let mut properties = BasicProperties::default().with_delivery_mode(2);
+    if keep(Property::ContentType) {
+        properties = properties.with_content_type("application/json".into());
+    }
+    if keep(Property::Type) {
+        properties = properties.with_type("bench.order_settled".into());
+    }
+    if sent != RawProperties::Minimal {
+        if keep(Property::CorrelationId) {
+            properties = properties.with_correlation_id(message_id.as_str().into());
+        }
+        if keep(Property::AppId) {
+            properties = properties.with_app_id("bench_amqp".into());
+        }
+        if keep(Property::Timestamp) {
+            properties = properties.with_timestamp(1_795_464_000);
+        }
+    }
+    if keep(Property::MessageId) {
+        properties = properties.with_message_id(message_id.into());
+    }
+    properties
 }
 
 /// Where the hand-written consumer loop runs.
@@ -121,6 +199,7 @@ async fn raw_lapin(
         (RawProperties::Minimal, _) => "minimal",
         (RawProperties::SameAsEventing, ConsumerTask::Main) => "same",
         (RawProperties::SameAsEventing, ConsumerTask::Spawned) => "spawned",
+        (RawProperties::AllBut(property), _) => property.name(),
     };
     let exchange = format!("bench-raw-{variant}-{stamp}");
     let queue = format!("bench-raw-{variant}-{stamp}.order_settled");
@@ -161,17 +240,7 @@ async fn raw_lapin(
                 let body = serde_json::to_vec(&order(n))?;
                 // A 36-character id, as long as the UUIDs eventing sends.
                 let message_id = format!("{:08x}-0000-4000-8000-{n:012x}", n.wrapping_mul(2_654_435_761) as u32);
-                let mut properties = BasicProperties::default()
-                    .with_content_type("application/json".into())
-                    .with_delivery_mode(2)
-                    .with_type("bench.order_settled".into());
-                if sent == RawProperties::SameAsEventing {
-                    properties = properties
-                        .with_correlation_id(message_id.as_str().into())
-                        .with_app_id("bench_amqp".into())
-                        .with_timestamp(1_795_464_000);
-                }
-                let properties = properties.with_message_id(message_id.into());
+                let properties = raw_properties(sent, message_id);
                 let confirm = channel
                     .basic_publish(
                         exchange.as_str().into(),
@@ -282,8 +351,17 @@ async fn with_eventing(url: &str, messages: u64, stamp: &str) -> Result<(f64, f6
 #[allow(clippy::print_stdout)] // the benchmark's report is its output
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
-    let Args { messages, url } = args();
+    let Args { messages, url, property_costs: costs, eventing_only, rounds } = args();
     let stamp = format!("{}", std::process::id());
+    if costs {
+        return property_costs(&url, messages, &stamp, rounds).await;
+    }
+    if eventing_only {
+        let (publish, consume) = with_eventing(&url, messages, &stamp).await?;
+        println!("publish_msgs_per_s={publish:.0}");
+        println!("consume_msgs_per_s={consume:.0}");
+        return Ok(());
+    }
     let body_len = serde_json::to_vec(&order(123_456))?.len();
     let same = RawProperties::SameAsEventing;
     let (raw_publish, raw_consume) = raw_lapin(&url, messages, &stamp, same, ConsumerTask::Main).await?;
@@ -306,6 +384,52 @@ async fn main() -> Result<(), BoxError> {
     println!("consume_ratio_vs_minimal={:.2}", consume / minimal_consume);
     if let Some(peak) = status_kib("VmHWM:") {
         println!("peak_rss_kib={peak}");
+    }
+    Ok(())
+}
+
+/// `--property-costs`: the hand-written side with every property eventing sends, then with
+/// each one left out, alternated over `rounds`; medians against all properties.
+#[allow(clippy::print_stdout)] // the benchmark's report is its output
+async fn property_costs(url: &str, messages: u64, stamp: &str, rounds: usize) -> Result<(), BoxError> {
+    let variants: Vec<RawProperties> = std::iter::once(RawProperties::SameAsEventing)
+        .chain(Property::ALL.into_iter().map(RawProperties::AllBut))
+        .collect();
+    let name = |variant: RawProperties| match variant {
+        RawProperties::AllBut(property) => format!("without {}", property.name()),
+        _ => "all properties".to_owned(),
+    };
+    let mut figures: Vec<Vec<(f64, f64)>> = vec![Vec::new(); variants.len()];
+    for round in 1..=rounds {
+        for (index, &variant) in variants.iter().enumerate() {
+            let (publish, consume) = raw_lapin(url, messages, stamp, variant, ConsumerTask::Spawned).await?;
+            println!(
+                "round {round} {:<28} publish {publish:>8.0} msgs/s   consume {consume:>8.0} msgs/s",
+                name(variant)
+            );
+            figures[index].push((publish, consume));
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let medians: Vec<(f64, f64)> = figures
+        .iter()
+        .map(|runs| {
+            let mut publish: Vec<f64> = runs.iter().map(|run| run.0).collect();
+            let mut consume: Vec<f64> = runs.iter().map(|run| run.1).collect();
+            (median(&mut publish), median(&mut consume))
+        })
+        .collect();
+    println!("medians over {rounds} rounds, {messages} messages each");
+    for (variant, (publish, consume)) in variants.iter().zip(&medians) {
+        println!(
+            "{:<28} publish {publish:>8.0} msgs/s ({:.2}x)   consume {consume:>8.0} msgs/s ({:.2}x)",
+            name(*variant),
+            publish / medians[0].0,
+            consume / medians[0].1
+        );
     }
     Ok(())
 }

@@ -2,10 +2,13 @@
 //!
 //! A handler's `ack` only marks its delivery done; a flusher task per subscription then
 //! acknowledges the longest run of done deliveries from the oldest one with a single
-//! `basic.ack(multiple)`, through lapin's acker of the last delivery of the run. Under load
-//! many handlers finish while one ack frame is being written, so one frame covers many
-//! deliveries; when idle, each ack goes out at once. AMQP acks have no reply, so nothing
-//! waits longer than before.
+//! `basic.ack(multiple)`, through lapin's acker of the last delivery of the run. It flushes
+//! when a quarter of the prefetch has finished unacknowledged (a hand-written consumer acks
+//! every 250 of 1 000), or as soon as anything finished while the consumer has no delivery
+//! waiting: under load one frame covers many deliveries, and when the queue runs dry every
+//! ack goes out at once. Flushing on every finished handler sent one ack frame per ~17
+//! deliveries at prefetch 1 000 (BENCHMARKS.md, 2026-12-05 afternoon). AMQP acks have no
+//! reply, so nothing waits on them.
 //!
 //! After a recovery, deliveries of the old channel are forgotten (the broker has requeued
 //! them) and their late acks are ignored: each delivery carries the generation it came in,
@@ -27,7 +30,11 @@ use crate::util::{lock, other};
 #[derive(Default)]
 pub(crate) struct AckBatcher {
     state: Mutex<State>,
+    /// How many finished deliveries make a flush while more deliveries are waiting.
+    batch: usize,
     flush_needed: Notify,
+    /// Signalled when `batch` deliveries finished: ends an idle flush's linger early.
+    batch_full: Notify,
     /// One flush at a time, so a flush that finds nothing left to take still waits for the
     /// one that is writing the last acks (before the connection closes).
     flushing: tokio::sync::Mutex<()>,
@@ -47,6 +54,10 @@ struct State {
     session_generation: u64,
     /// Deliveries not yet acknowledged, by tag: `Some` once their handler finished.
     outstanding: BTreeMap<u64, Option<lapin::Acker>>,
+    /// How many of `outstanding` are finished.
+    finished: usize,
+    /// The consumer found no delivery waiting the last time it looked.
+    idle: bool,
     /// The channel the deliveries came on, kept open until their acks are sent: lapin closes
     /// a channel when its last handle is dropped.
     channel: Option<lapin::Channel>,
@@ -54,6 +65,11 @@ struct State {
 }
 
 impl AckBatcher {
+    /// A batcher for a consumer with `prefetch` unacknowledged deliveries at most.
+    pub(crate) fn new(prefetch: u16) -> Self {
+        Self { batch: usize::from(prefetch / 4).max(1), ..Self::default() }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -63,8 +79,24 @@ impl AckBatcher {
     /// it anyway.
     pub(crate) fn delivered(&self, tag: u64, generation: u64) {
         let mut state = self.state();
+        state.idle = false;
         if state.generation == generation {
             state.outstanding.insert(tag, None);
+        }
+    }
+
+    /// The consumer has no delivery waiting: what finished is acknowledged now, and what
+    /// finishes until the next delivery at once.
+    pub(crate) fn idle(&self) {
+        let mut state = self.state();
+        if state.idle {
+            return;
+        }
+        state.idle = true;
+        let flush = state.finished > 0;
+        drop(state);
+        if flush {
+            self.flush_needed.notify_one();
         }
     }
 
@@ -79,6 +111,7 @@ impl AckBatcher {
         state.session_generation = session_generation;
         state.generation += 1;
         state.outstanding.clear();
+        state.finished = 0;
         state.channel = Some(channel);
         Some(state.generation)
     }
@@ -98,7 +131,10 @@ impl AckBatcher {
         }
         let behind: Vec<u64> =
             state.outstanding.iter().filter(|(_, acker)| acker.is_some()).map(|(tag, _)| *tag).collect();
-        let singles = behind.into_iter().filter_map(|tag| state.outstanding.remove(&tag).flatten()).collect();
+        let singles: Vec<lapin::Acker> =
+            behind.into_iter().filter_map(|tag| state.outstanding.remove(&tag).flatten()).collect();
+        // Every finished delivery is in `front`'s run or in `singles` now.
+        state.finished = 0;
         (front, singles)
     }
 
@@ -119,7 +155,10 @@ impl AckBatcher {
         }
     }
 
-    /// Flushes whenever handlers finish, until [`close`](Self::close).
+    /// Flushes whenever enough handlers finished, or the consumer ran dry, until
+    /// [`close`](Self::close). A flush because the consumer ran dry lingers for
+    /// [`ACK_LINGER`] first, unless a batch fills meanwhile: under load the next deliveries
+    /// come within microseconds and join the same ack.
     pub(crate) async fn run_flusher(self: Arc<Self>) {
         loop {
             let notified = self.flush_needed.notified();
@@ -130,6 +169,12 @@ impl AckBatcher {
                 return;
             }
             notified.await;
+            let full = self.batch_full.notified();
+            tokio::pin!(full);
+            full.as_mut().enable();
+            if self.state().finished < self.batch {
+                let _ = tokio::time::timeout(ACK_LINGER, full).await;
+            }
         }
     }
 
@@ -165,28 +210,39 @@ impl AckBatcher {
     }
 
     fn finished(&self, generation: u64, tag: u64, acker: lapin::Acker) {
-        {
+        let flush = {
             let mut state = self.state();
             if state.generation != generation {
                 return;
             }
-            if let Some(slot) = state.outstanding.get_mut(&tag) {
-                *slot = Some(acker);
+            let Some(slot) = state.outstanding.get_mut(&tag) else { return };
+            *slot = Some(acker);
+            state.finished += 1;
+            let full = state.finished >= self.batch;
+            if full {
+                self.batch_full.notify_one();
             }
+            state.idle || full
+        };
+        if flush {
+            self.flush_needed.notify_one();
         }
-        self.flush_needed.notify_one();
     }
 
     fn forget(&self, generation: u64, tag: u64) {
         let mut state = self.state();
-        if state.generation == generation {
-            state.outstanding.remove(&tag);
+        if state.generation == generation && state.outstanding.remove(&tag).flatten().is_some() {
+            state.finished -= 1;
         }
         drop(state);
         // Removing a delivery can complete the run in front of it.
         self.flush_needed.notify_one();
     }
 }
+
+/// How long a flush waits for more deliveries to finish once the consumer ran dry: an ack
+/// holds a delivery's prefetch slot at most this much longer.
+const ACK_LINGER: Duration = Duration::from_millis(2);
 
 /// How long one ack or nack may take. On a connection that died without lapin noticing, an
 /// ack's promise can stay pending for ever; waiting on it would stop every later ack.
@@ -290,6 +346,97 @@ mod tests {
         }
     }
 
+    /// How many messages are ready in `queue` (not delivered, or returned unacknowledged).
+    async fn ready_in(channel: &lapin::Channel, queue: &str) -> u32 {
+        use lapin::options::QueueDeclareOptions;
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("the queue exists")
+            .message_count()
+    }
+
+    /// Acks are batched as a hand-written consumer batches them (issue 14): while deliveries
+    /// are waiting nothing is acknowledged before a quarter of the prefetch finished; then
+    /// one flush acknowledges them all; once the consumer ran dry, what finishes is
+    /// acknowledged within the linger. Before, every finished handler woke the flusher: one
+    /// ack frame per ~17 deliveries at prefetch 1 000. What the broker got is read back by
+    /// closing the consuming channel: the unacknowledged deliveries return to the queue.
+    #[tokio::test]
+    async fn acks_wait_for_a_batch_while_deliveries_are_waiting() {
+        use futures_util::StreamExt;
+        use lapin::options::{BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+
+        let Some(connection) = connection().await else { return };
+        let admin = connection.create_channel().await.expect("a channel");
+        let queue = admin
+            .queue_declare(
+                "".into(),
+                // Exclusive: gone with the connection; not auto-delete, so it outlives its consumer.
+                QueueDeclareOptions { exclusive: true, ..QueueDeclareOptions::default() },
+                FieldTable::default(),
+            )
+            .await
+            .expect("a queue")
+            .name()
+            .to_string();
+        for _ in 0..10 {
+            admin
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    b"{}",
+                    Default::default(),
+                )
+                .await
+                .expect("publishing");
+        }
+        let consuming = connection.create_channel().await.expect("a channel");
+        consuming.basic_qos(16, BasicQosOptions::default()).await.expect("prefetch");
+        let mut consumer = consuming
+            .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .expect("consuming");
+        let batcher = Arc::new(AckBatcher::new(16));
+        let generation = batcher.consuming_on(consuming.clone(), 1).expect("the current channel");
+        tokio::spawn(Arc::clone(&batcher).run_flusher());
+        let mut ackers = Vec::new();
+        for _ in 0..10 {
+            let delivery = consumer.next().await.expect("a delivery").expect("readable");
+            batcher.delivered(delivery.delivery_tag, generation);
+            ackers.push((delivery.delivery_tag, BatchedAcker::new(Arc::clone(&batcher), generation, delivery.acker)));
+        }
+        let settled = |batcher: &AckBatcher| 10 - batcher.state().outstanding.len();
+
+        for (tag, acker) in &ackers[..3] {
+            acker.ack(*tag).await.expect("marked done");
+        }
+        tokio::time::sleep(ACK_LINGER * 10).await;
+        assert_eq!(settled(&batcher), 0, "3 of a batch of 4 were acknowledged while deliveries were waiting");
+
+        let (tag, acker) = &ackers[3];
+        acker.ack(*tag).await.expect("marked done");
+        tokio::time::sleep(ACK_LINGER * 10).await;
+        assert_eq!(settled(&batcher), 4, "a full batch was not acknowledged");
+
+        batcher.idle();
+        let (tag, acker) = &ackers[4];
+        acker.ack(*tag).await.expect("marked done");
+        tokio::time::sleep(ACK_LINGER * 10).await;
+        assert_eq!(settled(&batcher), 5, "a delivery finished after the consumer ran dry was not acknowledged");
+
+        // What the broker got: closing the consuming channel returns the five unacknowledged.
+        consuming.close(200, "test done".into()).await.expect("closing the channel");
+        assert_eq!(ready_in(&admin, &queue).await, 5);
+        connection.close(200, "test done".into()).await.expect("closing the connection");
+    }
+
     /// The runtime's drop of a subscription and the transport's shutdown both close the
     /// batcher. The second close returned at once while the first still waited for the
     /// channel's close-ok, so the connection closed under it and lapin logged
@@ -298,7 +445,7 @@ mod tests {
     async fn a_second_close_returns_only_once_the_channel_is_closed() {
         let Some(connection) = connection().await else { return };
         let channel = connection.create_channel().await.expect("a channel");
-        let batcher = Arc::new(AckBatcher::default());
+        let batcher = Arc::new(AckBatcher::new(1));
         assert!(batcher.consuming_on(channel.clone(), 1).is_some());
 
         let first = tokio::spawn({
@@ -341,7 +488,7 @@ mod tests {
             .basic_consume(queue.name().clone(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await
             .expect("consuming the requests");
-        let batcher = Arc::new(AckBatcher::default());
+        let batcher = Arc::new(AckBatcher::new(1));
         let generation = batcher.consuming_on(server.clone(), 1).expect("the current channel");
 
         let client = connection.create_channel().await.expect("a channel");

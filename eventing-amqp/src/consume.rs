@@ -55,7 +55,7 @@ pub(crate) struct ConsumerSlot {
 impl ConsumerSlot {
     pub(crate) fn new(queue: QueueSpec, prefetch: u16, tag: String, rescue: Target) -> (Arc<Self>, AmqpSubscription) {
         let (sender, consumers) = mpsc::unbounded_channel();
-        let acks = Arc::new(AckBatcher::default());
+        let acks = Arc::new(AckBatcher::new(prefetch));
         tokio::spawn(Arc::clone(&acks).run_flusher());
         let slot = Arc::new(Self {
             queue,
@@ -224,7 +224,10 @@ impl Stream for AmqpSubscription {
                     this.consumer_ended();
                 }
                 Poll::Ready(None) => this.consumer_ended(),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    this.slot.acks.idle();
+                    return Poll::Pending;
+                }
             }
         }
     }
