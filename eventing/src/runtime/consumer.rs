@@ -4,7 +4,9 @@
 //! decision (`settle.rs`); for a request handler the serving stack (`serve.rs`).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -15,6 +17,9 @@ use tracing::Instrument;
 use super::handle::{self, HandleStack};
 use super::settle::Settler;
 use crate::transport::{Delivery, Subscription};
+
+/// How many turns a busy consume loop takes between two looks at its stop token.
+const STOP_CHECK_INTERVAL: u32 = 64;
 
 /// What the consume loop drives: the whole handling of one delivery, settling included.
 pub(crate) trait Handles: Send + Sync + 'static {
@@ -33,7 +38,8 @@ pub(crate) trait Handles: Send + Sync + 'static {
 ///
 /// Up to `concurrency` deliveries are handled at once, polled by this task (as
 /// `for_each_concurrent` does): no task spawn per delivery, and with a concurrency of 1
-/// deliveries are handled strictly one after another, in queue order.
+/// deliveries are handled strictly one after another, in queue order. Each delivery's
+/// handling is polled once as it arrives ([`poll_once`]).
 pub(crate) async fn run<H: Handles>(
     handler: Arc<H>,
     mut subscription: Box<dyn Subscription>,
@@ -44,14 +50,28 @@ pub(crate) async fn run<H: Handles>(
     let mut in_flight = FuturesUnordered::new();
     let cancelled = stop.cancelled();
     tokio::pin!(cancelled);
+    let mut since_stop_checked = 0_u32;
     loop {
+        // Asking the token takes its mutex: a busy loop asks every so often, an idle one
+        // is woken by it (the last branch below, polled only when nothing else is ready).
+        since_stop_checked += 1;
+        if since_stop_checked == STOP_CHECK_INTERVAL {
+            since_stop_checked = 0;
+            if stop.is_cancelled() {
+                break;
+            }
+        }
         let room = in_flight.len() < concurrency;
         tokio::select! {
             biased;
-            () = &mut cancelled => break,
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             next = subscription.next(), if room => match next {
-                Some(Ok(delivery)) => in_flight.push(handler.handle(delivery)),
+                Some(Ok(delivery)) => {
+                    let mut handling = Box::pin(handler.handle(delivery));
+                    if poll_once(handling.as_mut()).await.is_pending() {
+                        in_flight.push(handling);
+                    }
+                }
                 Some(Err(error)) => {
                     tracing::error!(listener, queue = %handler.queue(), %error, "consuming failed");
                 }
@@ -60,6 +80,7 @@ pub(crate) async fn run<H: Handles>(
                     break;
                 }
             },
+            () = &mut cancelled => break,
         }
     }
     if tokio::time::timeout(drain_timeout, return_unstarted(&*handler, &mut subscription)).await.is_err() {
@@ -79,6 +100,15 @@ pub(crate) async fn run<H: Handles>(
             "handlers still running at the shutdown deadline; their messages will be redelivered"
         );
     }
+}
+
+/// Polls `handling` once with the consume loop's own waker. A handler that finishes
+/// without waiting (most in-memory ones, and any that only decodes and updates state) is
+/// done here and never enters the `FuturesUnordered`, whose insertion, ready queue and
+/// release were a tenth of the in-memory path's instructions; one that waits is pushed
+/// there and polled again with its own waker.
+async fn poll_once<F: Future>(mut handling: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await
 }
 
 /// Cancels the subscription and returns what it had delivered but no handler started.
