@@ -8,7 +8,8 @@
 //! each side reports its allocations per event. The count is kept out of timed runs by
 //! default: its shared atomic counters, hit by both workers, slow both sides.
 //!
-//! `cargo run --release --example bench_memory [--features count-allocations] [-- --messages N]`
+//! `cargo run --release --example bench_memory [--features count-allocations] [-- --messages N]`;
+//! `-- --eventing-only` runs eventing's side alone (for a profiler).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -140,6 +141,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peak = status_kib("VmHWM:");
     // The reference runs second, on the same runtime, so that its allocations do not
     // change the allocator's state under eventing's run.
+    if std::env::args().any(|arg| arg == "--eventing-only") {
+        println!("end_to_end_msgs_per_s={}", (messages as f64 / elapsed.as_secs_f64()) as u64);
+        return Ok(());
+    }
     let (reference, reference_allocated) = bare_channel(messages).await?;
 
     let per_second = |seconds: f64| (messages as f64 / seconds) as u64;
