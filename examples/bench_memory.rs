@@ -139,15 +139,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let allocated = per_event(allocations_before, messages);
     bus.shutdown().await?;
     let peak = status_kib("VmHWM:");
-    // The reference runs second, on the same runtime, so that its allocations do not
-    // change the allocator's state under eventing's run.
+    let per_second = |seconds: f64| (messages as f64 / seconds) as u64;
     if std::env::args().any(|arg| arg == "--eventing-only") {
-        println!("end_to_end_msgs_per_s={}", (messages as f64 / elapsed.as_secs_f64()) as u64);
+        println!("end_to_end_msgs_per_s={}", per_second(elapsed.as_secs_f64()));
         return Ok(());
     }
+    // The reference runs second, on the same runtime, so that its allocations do not
+    // change the allocator's state under eventing's run.
     let (reference, reference_allocated) = bare_channel(messages).await?;
 
-    let per_second = |seconds: f64| (messages as f64 / seconds) as u64;
     println!("messages={messages}");
     println!("publish_msgs_per_s={}", per_second(published.as_secs_f64()));
     println!("end_to_end_msgs_per_s={}", per_second(elapsed.as_secs_f64()));

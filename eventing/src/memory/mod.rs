@@ -31,11 +31,6 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// The broker's lookups by name, once per publish: foldhash instead of SipHash, which
-/// was a twentieth of the in-memory publish path. The names come from this process's own
-/// code and configuration, so SipHash's defence against chosen keys buys nothing here.
-type HashMap<K, V> = foldhash::HashMap<K, V>;
-
 use self::queue::{Entry, Queue, lock};
 use crate::Event;
 use crate::message::{Message, header};
@@ -43,6 +38,11 @@ use crate::transport::{
     BoxFuture, Origin, QueueLifetime, QueueRole, QueueSpec, Route, Subscription, Topology, Transport, TransportError,
     ready,
 };
+
+/// The broker's lookups by name, once per publish: foldhash instead of SipHash, which
+/// was a twentieth of the in-memory publish path. The names come from this process's own
+/// code and configuration, so SipHash's defence against chosen keys buys nothing here.
+type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 /// Ready messages per queue above which [`Bus::publish`](crate::Bus::publish) waits for
 /// the consumers to catch up (handlers publishing follow-ups never wait, so a chain of
