@@ -412,10 +412,10 @@ impl Transport for MemoryTransport {
         message: Message,
         origin: Origin,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
-        let message = match requests::take_reply(&self.broker, route, message) {
-            Some(message) => message,
-            None => return ready(Ok(())),
-        };
+        if let Some(address) = requests::reply_address_of(route) {
+            requests::take_reply(&self.broker, address, message);
+            return ready(Ok(()));
+        }
         if origin == Origin::Runtime && !self.broker.reaches_a_queue(route) {
             // RabbitMQ's transport publishes the runtime's moves `mandatory`.
             return ready(Err(TransportError::Rejected { reason: format!("no queue takes it ({route:?})") }));

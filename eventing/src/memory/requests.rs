@@ -24,12 +24,16 @@ pub(crate) struct Replies {
     waiting: Mutex<HashMap<(String, String), oneshot::Sender<Message>>>,
 }
 
-/// Takes a reply published to a reply address to its caller; returns every other message.
-pub(super) fn take_reply(broker: &Broker, route: Route<'_>, message: Message) -> Option<Message> {
-    let Route::Queue(address) = route else { return Some(message) };
-    if !address.starts_with(REPLY_TO_PREFIX) {
-        return Some(message);
+/// The reply address `route` publishes to, when it is one (and no queue).
+pub(super) fn reply_address_of(route: Route<'_>) -> Option<&str> {
+    match route {
+        Route::Queue(address) if address.starts_with(REPLY_TO_PREFIX) => Some(address),
+        _ => None,
     }
+}
+
+/// Takes a reply published to a reply address to its caller.
+pub(super) fn take_reply(broker: &Broker, address: &str, message: Message) {
     let key = (address.to_owned(), message.chain_id().to_owned());
     match lock(&broker.replies.waiting).remove(&key) {
         Some(caller) => {
@@ -42,7 +46,6 @@ pub(super) fn take_reply(broker: &Broker, route: Route<'_>, message: Message) ->
             "a reply came for a caller that gave up (or never asked); dropped"
         ),
     }
-    None
 }
 
 /// Forgets the callers of a closing connection: their requests fail as closed.
