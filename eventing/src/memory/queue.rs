@@ -1,14 +1,19 @@
 //! One in-memory queue with RabbitMQ's consumer semantics: round-robin across consumers,
 //! a prefetch bound per consumer, unsettled deliveries requeued when their channel goes.
+//!
+//! Deliveries reach a consumer through an inbox in the queue's own state rather than a
+//! channel: the queue already holds its lock when it assigns a message, and the consumer
+//! takes everything assigned to it in one lock (a batch), so a delivery costs no atomic
+//! operation of its own and no wake-up while the consumer is busy.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use futures_util::Stream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::{Broker, Pending};
 use crate::message::Message;
@@ -63,9 +68,21 @@ struct ConsumerSlot {
     prefetch: usize,
     /// Delivered, unsettled messages by tag, in delivery order (settled mostly in order).
     unacked: VecDeque<(u64, Entry)>,
-    /// `None` once cancelled: no more deliveries, but unacked ones can still be settled.
-    sender: Option<mpsc::UnboundedSender<Delivery>>,
-    channel: Weak<ConsumerChannel>,
+    /// Delivered messages (also in `unacked`) that the subscription has not taken yet.
+    inbox: VecDeque<(u64, Entry)>,
+    /// The subscription's waker while it waits for deliveries.
+    waker: Option<Waker>,
+    /// False once cancelled or dropped: no more deliveries, but unacked ones can still be
+    /// settled.
+    active: bool,
+}
+
+impl ConsumerSlot {
+    fn wake(&mut self, wakeups: &mut Wakeups) {
+        if let Some(waker) = self.waker.take() {
+            wakeups.0.push(waker);
+        }
+    }
 }
 
 /// A snapshot of one message for inspection.
@@ -74,9 +91,27 @@ pub(super) struct Snapshot {
     pub(super) in_flight: bool,
 }
 
-/// Deliveries that could not be handed over; dropped only after the queue lock is released,
-/// because dropping the last acker of a channel locks the queue again.
-type Leftovers = Vec<Delivery>;
+/// Subscriptions to wake once the queue's lock is released (a woken task may run at once
+/// on another worker and would only wait for the lock).
+#[derive(Default)]
+#[must_use]
+struct Wakeups(Vec<Waker>);
+
+impl Wakeups {
+    fn wake(self) {
+        self.0.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// What a subscription found in its consumer's inbox.
+enum Inbox {
+    /// Deliveries, moved into the subscription's batch.
+    Taken,
+    /// Nothing yet; the subscription is woken when something comes.
+    Empty,
+    /// Nothing, and nothing more will come: cancelled, removed or deleted.
+    Closed,
+}
 
 static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(1);
 
@@ -99,7 +134,7 @@ impl Queue {
     }
 
     fn check_full(&self, state: &mut QueueState) -> bool {
-        let full = state.ready.len() >= self.flow_limit && state.consumers.iter().any(|slot| slot.sender.is_some());
+        let full = state.ready.len() >= self.flow_limit && state.consumers.iter().any(|slot| slot.active);
         state.throttled |= full;
         full
     }
@@ -121,7 +156,7 @@ impl Queue {
     /// its consumers.
     fn signal_room(&self, state: &mut QueueState) {
         let drained =
-            state.ready.len() <= self.flow_limit / 2 || state.consumers.iter().all(|slot| slot.sender.is_none());
+            state.ready.len() <= self.flow_limit / 2 || state.consumers.iter().all(|slot| !slot.active);
         if state.throttled && drained {
             state.throttled = false;
             self.room.notify_waiters();
@@ -149,7 +184,7 @@ impl Queue {
     /// meanwhile is dropped, as RabbitMQ does). Returns whether the queue is now over its
     /// flow limit.
     pub(super) fn enqueue(self: &Arc<Self>, mut entry: Entry) -> bool {
-        let leftovers;
+        let wakeups;
         let full;
         {
             let mut state = lock(&self.state);
@@ -160,10 +195,10 @@ impl Queue {
             entry.seq = state.next_seq;
             state.next_seq += 1;
             state.ready.push_back(entry);
-            leftovers = state.dispatch();
+            wakeups = state.dispatch();
             full = self.check_full(&mut state);
         }
-        drop(leftovers);
+        wakeups.wake();
         if let QueueRole::Delay { delay, transient } = self.spec.role {
             self.expire_later(delay, transient);
         }
@@ -209,9 +244,8 @@ impl Queue {
         prefetch: u16,
     ) -> Result<MemorySubscription, TransportError> {
         let id = NEXT_CONSUMER.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = mpsc::unbounded_channel();
         let channel = Arc::new(ConsumerChannel { queue: Arc::clone(self), consumer: id });
-        let leftovers;
+        let wakeups;
         {
             let mut state = lock(&self.state);
             if state.deleted {
@@ -222,25 +256,79 @@ impl Queue {
                 connection,
                 prefetch: usize::from(prefetch.max(1)),
                 unacked: VecDeque::new(),
-                sender: Some(sender),
-                channel: Arc::downgrade(&channel),
+                inbox: VecDeque::new(),
+                waker: None,
+                active: true,
             });
-            leftovers = state.dispatch();
+            wakeups = state.dispatch();
         }
-        drop(leftovers);
-        Ok(MemorySubscription { receiver, channel })
+        wakeups.wake();
+        Ok(MemorySubscription { channel, batch: VecDeque::new() })
     }
 
+    /// Stops deliveries to `consumer`; its subscription still takes what its inbox holds,
+    /// then ends.
     fn cancel(&self, consumer: u64) {
-        let mut state = lock(&self.state);
-        if let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) {
-            slot.sender = None;
+        let mut wakeups = Wakeups::default();
+        {
+            let mut state = lock(&self.state);
+            if let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) {
+                slot.active = false;
+                slot.wake(&mut wakeups);
+            }
+            self.signal_room(&mut state);
         }
-        self.signal_room(&mut state);
+        wakeups.wake();
+    }
+
+    /// Moves everything `consumer`'s inbox holds into `batch` (empty), or registers `waker`
+    /// to be woken when something comes.
+    fn take_inbox(&self, consumer: u64, batch: &mut VecDeque<(u64, Entry)>, waker: &Waker) -> Inbox {
+        let mut state = lock(&self.state);
+        let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) else {
+            return Inbox::Closed;
+        };
+        if !slot.inbox.is_empty() {
+            std::mem::swap(batch, &mut slot.inbox);
+            return Inbox::Taken;
+        }
+        if !slot.active {
+            return Inbox::Closed;
+        }
+        if !slot.waker.as_ref().is_some_and(|registered| registered.will_wake(waker)) {
+            slot.waker = Some(waker.clone());
+        }
+        Inbox::Empty
+    }
+
+    /// The subscription is gone: no more deliveries to `consumer`, and what it had not
+    /// handed out yet (`untaken`, and its inbox) goes back to the queue at once.
+    fn detach(&self, consumer: u64, untaken: VecDeque<(u64, Entry)>) {
+        let wakeups;
+        {
+            let mut state = lock(&self.state);
+            let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) else { return };
+            slot.active = false;
+            slot.waker = None;
+            let inbox = std::mem::take(&mut slot.inbox);
+            let mut returned = Vec::with_capacity(untaken.len() + inbox.len());
+            for (tag, _) in untaken.into_iter().chain(inbox) {
+                if let Some(position) = slot.unacked.iter().position(|(delivered, _)| *delivered == tag) {
+                    returned.extend(slot.unacked.remove(position).map(|(_, entry)| entry));
+                }
+            }
+            for mut entry in returned {
+                entry.redelivered = true;
+                state.return_to_ready(entry);
+            }
+            wakeups = state.dispatch();
+            self.signal_room(&mut state);
+        }
+        wakeups.wake();
     }
 
     fn settle(&self, consumer: u64, tag: u64, requeue: bool) -> Result<(), TransportError> {
-        let leftovers;
+        let wakeups;
         {
             let mut state = lock(&self.state);
             let slot = state.consumers.iter_mut().find(|slot| slot.id == consumer).ok_or(TransportError::Closed)?;
@@ -257,10 +345,10 @@ impl Queue {
             } else {
                 self.pending_removed(1);
             }
-            leftovers = state.dispatch();
+            wakeups = state.dispatch();
             self.signal_room(&mut state);
         }
-        drop(leftovers);
+        wakeups.wake();
         Ok(())
     }
 
@@ -277,7 +365,7 @@ impl Queue {
     }
 
     fn remove_consumers(&self, select: impl Fn(&ConsumerSlot) -> bool) {
-        let leftovers;
+        let mut wakeups = Wakeups::default();
         let now_unused;
         {
             let mut state = lock(&self.state);
@@ -288,7 +376,8 @@ impl Queue {
             if removed.is_empty() {
                 return;
             }
-            for slot in removed {
+            for mut slot in removed {
+                slot.wake(&mut wakeups);
                 for (_, mut entry) in slot.unacked {
                     entry.redelivered = true;
                     state.return_to_ready(entry);
@@ -296,10 +385,10 @@ impl Queue {
             }
             state.cursor = 0;
             now_unused = before > 0 && state.consumers.is_empty();
-            leftovers = state.dispatch();
+            wakeups.0.extend(state.dispatch().0);
             self.signal_room(&mut state);
         }
-        drop(leftovers);
+        wakeups.wake();
         if now_unused && self.owner.is_some() {
             if let Some(broker) = self.broker.upgrade() {
                 broker.delete_queue(&self.spec.name);
@@ -310,6 +399,7 @@ impl Queue {
     /// Marks the queue deleted and forgets its messages.
     pub(super) fn mark_deleted(&self) {
         let dropped;
+        let mut wakeups = Wakeups::default();
         {
             let mut state = lock(&self.state);
             state.deleted = true;
@@ -318,11 +408,14 @@ impl Queue {
             for slot in &mut state.consumers {
                 count += slot.unacked.len();
                 slot.unacked.clear();
-                slot.sender = None;
+                slot.inbox.clear();
+                slot.active = false;
+                slot.wake(&mut wakeups);
             }
             dropped = count;
             self.signal_room(&mut state);
         }
+        wakeups.wake();
         self.pending_removed(dropped);
     }
 
@@ -353,7 +446,7 @@ impl Queue {
     pub(super) fn counts(&self) -> (usize, usize, usize) {
         let state = lock(&self.state);
         let unacked = state.consumers.iter().map(|slot| slot.unacked.len()).sum();
-        let consumers = state.consumers.iter().filter(|slot| slot.sender.is_some()).count();
+        let consumers = state.consumers.iter().filter(|slot| slot.active).count();
         (state.ready.len(), unacked, consumers)
     }
 }
@@ -365,45 +458,27 @@ impl QueueState {
         self.ready.insert(position, entry);
     }
 
-    /// Hands ready messages to consumers with room, round-robin.
-    fn dispatch(&mut self) -> Leftovers {
-        let mut leftovers = Vec::new();
+    /// Hands ready messages to consumers with room, round-robin, into their inboxes.
+    fn dispatch(&mut self) -> Wakeups {
+        let mut wakeups = Wakeups::default();
         while !self.ready.is_empty() {
             let count = self.consumers.len();
             let Some(index) = (0..count).map(|offset| (self.cursor + offset) % count).find(|&index| {
                 let slot = &self.consumers[index];
-                slot.sender.is_some() && slot.unacked.len() < slot.prefetch
+                slot.active && slot.unacked.len() < slot.prefetch
             }) else {
                 break;
             };
             self.cursor = (index + 1) % count;
             let tag = self.next_tag;
             self.next_tag += 1;
-            let slot = &mut self.consumers[index];
-            let (Some(sender), Some(channel)) = (&slot.sender, slot.channel.upgrade()) else {
-                slot.sender = None;
-                continue;
-            };
             let Some(entry) = self.ready.pop_front() else { break };
-            let delivery = Delivery {
-                message: Arc::clone(&entry.message),
-                exchange: Arc::clone(&entry.exchange),
-                routing_key: Arc::clone(&entry.routing_key),
-                redelivered: entry.redelivered,
-                acker: Acker::new(channel, tag),
-            };
-            match sender.send(delivery) {
-                Ok(()) => {
-                    slot.unacked.push_back((tag, entry));
-                }
-                Err(mpsc::error::SendError(delivery)) => {
-                    slot.sender = None;
-                    self.ready.push_front(entry);
-                    leftovers.push(delivery);
-                }
-            }
+            let slot = &mut self.consumers[index];
+            slot.unacked.push_back((tag, entry.clone()));
+            slot.inbox.push_back((tag, entry));
+            slot.wake(&mut wakeups);
         }
-        leftovers
+        wakeups
     }
 }
 
@@ -432,15 +507,37 @@ impl Drop for ConsumerChannel {
 
 /// The stream of deliveries of one in-memory consumer.
 pub(super) struct MemorySubscription {
-    receiver: mpsc::UnboundedReceiver<Delivery>,
     channel: Arc<ConsumerChannel>,
+    /// Deliveries taken from the consumer's inbox in one lock, handed out without it.
+    batch: VecDeque<(u64, Entry)>,
 }
 
 impl Stream for MemorySubscription {
     type Item = Result<Delivery, TransportError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        self.receiver.poll_recv(cx).map(|delivery| delivery.map(Ok))
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        // Each delivery spends a unit of tokio's cooperative budget, as a channel's would:
+        // a consumer whose own handlers keep its queue full still lets its worker's other
+        // tasks (timers, the test waiting for it) run.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        if this.batch.is_empty() {
+            match this.channel.queue.take_inbox(this.channel.consumer, &mut this.batch, cx.waker()) {
+                Inbox::Taken => {}
+                Inbox::Empty => return Poll::Pending,
+                Inbox::Closed => return Poll::Ready(None),
+            }
+        }
+        let Some((tag, entry)) = this.batch.pop_front() else { return Poll::Ready(None) };
+        coop.made_progress();
+        let channel: Arc<dyn Settle> = this.channel.clone();
+        Poll::Ready(Some(Ok(Delivery {
+            message: entry.message,
+            exchange: entry.exchange,
+            routing_key: entry.routing_key,
+            redelivered: entry.redelivered,
+            acker: Acker::new(channel, tag),
+        })))
     }
 }
 
@@ -448,5 +545,101 @@ impl Subscription for MemorySubscription {
     fn cancel(&mut self) -> BoxFuture<'_, Result<(), TransportError>> {
         self.channel.queue.cancel(self.channel.consumer);
         ready(Ok(()))
+    }
+}
+
+impl Drop for MemorySubscription {
+    fn drop(&mut self) {
+        self.channel.queue.detach(self.channel.consumer, std::mem::take(&mut self.batch));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::{Duration, SystemTime};
+
+    use futures_util::StreamExt;
+
+    use crate::memory::MemoryBroker;
+    use crate::message::Message;
+    use crate::transport::{Origin, QueueLifetime, QueueRole, QueueSpec, Route, Topology, Transport};
+
+    fn message(body: &str) -> Message {
+        Message {
+            body: body.as_bytes().to_vec(),
+            message_id: crate::message::new_message_id(),
+            correlation_id: None,
+            causation_id: None,
+            event_type: Cow::Borrowed("tick"),
+            content_type: None,
+            timestamp: SystemTime::now(),
+            app_id: None,
+            persistent: false,
+            attempt: 1,
+            headers: Default::default(),
+            reply_to: None,
+            expiration: None,
+        }
+    }
+
+    fn queue(name: &str) -> Topology {
+        let spec = QueueSpec { name: name.into(), lifetime: QueueLifetime::Durable, role: QueueRole::Listener };
+        Topology { queues: vec![spec], ..Topology::default() }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_subscription_returns_what_it_had_not_handed_out_at_once() {
+        let broker = MemoryBroker::new();
+        let transport = broker.transport();
+        let topology = queue("work");
+        transport.declare(&topology).await.unwrap();
+        for body in ["1", "2", "3"] {
+            transport.publish(Route::Queue("work"), message(body), Origin::Outside).await.unwrap();
+        }
+        let mut subscription = transport.consume(&topology.queues[0], 10).await.unwrap();
+        let first = subscription.next().await.unwrap().unwrap();
+        assert_eq!(first.message.body, b"1");
+        drop(subscription);
+        // The delivery handed out is still the consumer's to settle; the two it never
+        // handed out are ready for another consumer now, not once that one is settled.
+        let info = broker.queues().into_iter().find(|info| info.spec.name == "work").unwrap();
+        assert_eq!((info.ready, info.in_flight), (2, 1));
+        let mut other = transport.consume(&topology.queues[0], 10).await.unwrap();
+        let second = other.next().await.unwrap().unwrap();
+        assert_eq!((second.message.body.as_slice(), second.redelivered), (&b"2"[..], true));
+        first.acker.ack().await.unwrap();
+    }
+
+    /// A consumer whose own work keeps its queue full never waits for a delivery; it still
+    /// yields its worker now and then (tokio's cooperative budget), so the other tasks of
+    /// a single-threaded runtime run.
+    #[test]
+    fn a_consumer_that_never_runs_dry_lets_other_tasks_run() {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            runtime.block_on(async {
+                let transport = MemoryBroker::new().transport();
+                let topology = queue("loop");
+                transport.declare(&topology).await.unwrap();
+                transport.publish(Route::Queue("loop"), message("0"), Origin::Outside).await.unwrap();
+                let mut subscription = transport.consume(&topology.queues[0], 1).await.unwrap();
+                let consumer = tokio::spawn(async move {
+                    while let Some(Ok(delivery)) = subscription.next().await {
+                        let again = (*delivery.message).clone();
+                        transport.publish(Route::Queue("loop"), again, Origin::Handler).await.unwrap();
+                        delivery.acker.ack().await.unwrap();
+                    }
+                });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                consumer.abort();
+            });
+            let _ = done.send(());
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "the consumer kept its worker: the test's own task never ran again"
+        );
     }
 }
