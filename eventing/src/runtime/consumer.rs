@@ -48,6 +48,8 @@ pub(crate) async fn run<H: Handles>(
 ) {
     let (listener, concurrency) = (handler.listener(), usize::from(handler.concurrency().max(1)));
     let mut in_flight = FuturesUnordered::new();
+    // The box of the last handling that finished in its first poll, for the next delivery.
+    let mut spare = None;
     let cancelled = stop.cancelled();
     tokio::pin!(cancelled);
     let mut since_stop_checked = 0_u32;
@@ -67,9 +69,13 @@ pub(crate) async fn run<H: Handles>(
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             next = subscription.next(), if room => match next {
                 Some(Ok(delivery)) => {
-                    let mut handling = Box::pin(handler.handle(delivery));
-                    if poll_once(handling.as_mut()).await.is_pending() {
-                        in_flight.push(handling);
+                    let mut slot: Slot<_> = spare.take().unwrap_or_else(|| Box::pin(None));
+                    slot.set(Some(handler.handle(delivery)));
+                    if poll_once(&mut slot).await.is_pending() {
+                        in_flight.push(InFlight(slot));
+                    } else {
+                        slot.set(None);
+                        spare = Some(slot);
                     }
                 }
                 Some(Err(error)) => {
@@ -102,13 +108,35 @@ pub(crate) async fn run<H: Handles>(
     }
 }
 
-/// Polls `handling` once with the consume loop's own waker. A handler that finishes
-/// without waiting (most in-memory ones, and any that only decodes and updates state) is
-/// done here and never enters the `FuturesUnordered`, whose insertion, ready queue and
-/// release were a tenth of the in-memory path's instructions; one that waits is pushed
-/// there and polled again with its own waker.
-async fn poll_once<F: Future>(mut handling: Pin<&mut F>) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await
+/// The heap place of one delivery's handling: a handling that finishes in its first poll
+/// leaves its box for the next delivery, so the common case allocates nothing.
+type Slot<F> = Pin<Box<Option<F>>>;
+
+/// A handling that waits, polled by the `FuturesUnordered` with its own waker.
+struct InFlight<F>(Slot<F>);
+
+impl<F: Future> Future for InFlight<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        match self.0.as_mut().as_pin_mut() {
+            Some(handling) => handling.poll(cx),
+            None => unreachable!("a slot is in flight only while it holds a handling"),
+        }
+    }
+}
+
+/// Polls the handling in `slot` once with the consume loop's own waker. A handler that
+/// finishes without waiting (most in-memory ones, and any that only decodes and updates
+/// state) is done here and never enters the `FuturesUnordered`, whose insertion, ready
+/// queue and release were a tenth of the in-memory path's instructions; one that waits is
+/// pushed there and polled again with its own waker.
+async fn poll_once<F: Future>(slot: &mut Slot<F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| match slot.as_mut().as_pin_mut() {
+        Some(handling) => Poll::Ready(handling.poll(cx)),
+        None => unreachable!("a slot is polled only while it holds a handling"),
+    })
+    .await
 }
 
 /// Cancels the subscription and returns what it had delivered but no handler started.
