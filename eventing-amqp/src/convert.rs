@@ -56,6 +56,25 @@ pub(crate) fn properties(message: &Message) -> BasicProperties {
     properties
 }
 
+/// The properties of a reply: what a caller reads and nothing more (the correlation id it
+/// matches on, the content type, and the error header of a failed request). A reply is
+/// never routed, retried or dead-lettered, so the event's metadata would only cost the
+/// broker and both clients a property table per round trip.
+pub(crate) fn reply_properties(reply: &Message) -> BasicProperties {
+    let mut properties = BasicProperties::default().with_correlation_id(reply.chain_id().into());
+    if let Some(content_type) = &reply.content_type {
+        properties = properties.with_content_type(content_type.as_ref().into());
+    }
+    if !reply.headers.is_empty() {
+        let mut headers = FieldTable::default();
+        for (name, value) in &reply.headers {
+            headers.insert(name.as_str().into(), to_amqp(value));
+        }
+        properties = properties.with_headers(headers);
+    }
+    properties
+}
+
 /// Values that repeat from one delivery of a consumer to the next, kept so each is
 /// allocated once rather than per delivery.
 #[derive(Default)]

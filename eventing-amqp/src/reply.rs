@@ -296,7 +296,7 @@ pub(crate) async fn send(channel: &Channel, reply_to: &str, reply: &Message) -> 
             reply_to.into(),
             BasicPublishOptions::default(),
             &reply.body,
-            convert::properties(reply),
+            convert::reply_properties(reply),
         )
         .await
         .map_err(|error| other("publishing a reply", error))?;

@@ -94,6 +94,13 @@ async fn a_plain_amqp_client_calls_a_request() {
         .expect("a delivery")
         .expect("no error");
     assert_eq!(reply.properties.correlation_id().as_ref().map(|id| id.as_str()), Some("raw-call-1"));
+    // What the README promises a reply carries, and nothing the caller would not read.
+    assert_eq!(reply.properties.content_type().as_ref().map(|kind| kind.as_str()), Some("application/json"));
+    assert_eq!(
+        (reply.properties.message_id(), reply.properties.kind(), reply.properties.headers()),
+        (&None, &None, &None),
+        "a successful reply carries only its correlation id and content type"
+    );
     let sum: serde_json::Value = serde_json::from_slice(&reply.data).expect("JSON");
     assert_eq!(sum, serde_json::json!({ "answer": 42 }));
     connection.close(200, "done".into()).await.expect("close");
