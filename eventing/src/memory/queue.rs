@@ -155,8 +155,7 @@ impl Queue {
     /// Wakes waiting publishers once the queue has drained to half its flow limit, or lost
     /// its consumers.
     fn signal_room(&self, state: &mut QueueState) {
-        let drained =
-            state.ready.len() <= self.flow_limit / 2 || state.consumers.iter().all(|slot| !slot.active);
+        let drained = state.ready.len() <= self.flow_limit / 2 || state.consumers.iter().all(|slot| !slot.active);
         if state.throttled && drained {
             state.throttled = false;
             self.room.notify_waiters();
