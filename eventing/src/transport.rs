@@ -106,7 +106,10 @@ pub trait Transport: Send + Sync + 'static {
     /// Without it, resolves with `None` once the broker confirmed the message.
     ///
     /// A server replies with [`reply`](Self::reply) to the request's `reply_to`, with the
-    /// request's correlation id. The default says the transport does not support requests.
+    /// request's correlation id. What a caller can rely on in the reply is its body,
+    /// correlation id, content type and headers (`x-eventing-error` on a failed request);
+    /// RabbitMQ replies carry nothing else, so their other fields are empty or defaults.
+    /// The default says the transport does not support requests.
     fn request<'a>(
         &'a self,
         route: Route<'a>,

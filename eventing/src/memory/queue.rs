@@ -294,9 +294,13 @@ impl Queue {
         if !slot.active {
             return Inbox::Closed;
         }
-        if !slot.waker.as_ref().is_some_and(|registered| registered.will_wake(waker)) {
-            slot.waker = Some(waker.clone());
+        if slot.waker.as_ref().is_some_and(|registered| registered.will_wake(waker)) {
+            return Inbox::Empty;
         }
+        let replaced = slot.waker.replace(waker.clone());
+        drop(state);
+        // Dropped without the lock: with some executors a waker owns its task.
+        drop(replaced);
         Inbox::Empty
     }
 
@@ -304,25 +308,25 @@ impl Queue {
     /// handed out yet (`untaken`, and its inbox) goes back to the queue at once.
     fn detach(&self, consumer: u64, untaken: VecDeque<(u64, Entry)>) {
         let wakeups;
+        let waker;
         {
             let mut state = lock(&self.state);
             let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) else { return };
             slot.active = false;
-            slot.waker = None;
+            waker = slot.waker.take();
             let inbox = std::mem::take(&mut slot.inbox);
-            let mut returned = Vec::with_capacity(untaken.len() + inbox.len());
-            for (tag, _) in untaken.into_iter().chain(inbox) {
-                if let Some(position) = slot.unacked.iter().position(|(delivered, _)| *delivered == tag) {
-                    returned.extend(slot.unacked.remove(position).map(|(_, entry)| entry));
-                }
-            }
-            for mut entry in returned {
+            let returning: foldhash::HashSet<u64> = untaken.iter().chain(&inbox).map(|(tag, _)| *tag).collect();
+            let (returned, kept): (VecDeque<_>, VecDeque<_>) =
+                std::mem::take(&mut slot.unacked).into_iter().partition(|(tag, _)| returning.contains(tag));
+            slot.unacked = kept;
+            for (_, mut entry) in returned {
                 entry.redelivered = true;
                 state.return_to_ready(entry);
             }
             wakeups = state.dispatch();
             self.signal_room(&mut state);
         }
+        drop(waker);
         wakeups.wake();
     }
 
