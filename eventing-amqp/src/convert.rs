@@ -19,10 +19,7 @@ const TRANSIENT: u8 = 1;
 
 /// The properties to publish `message` with.
 pub(crate) fn properties(message: &Message) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    for (name, value) in &message.headers {
-        headers.insert(name.as_str().into(), to_amqp(value));
-    }
+    let mut headers = header_table(&message.headers);
     if let Some(causation) = &message.causation_id {
         headers.insert(header::CAUSATION_ID.into(), AMQPValue::LongString(causation.as_str().into()));
     }
@@ -66,13 +63,18 @@ pub(crate) fn reply_properties(reply: &Message) -> BasicProperties {
         properties = properties.with_content_type(content_type.as_ref().into());
     }
     if !reply.headers.is_empty() {
-        let mut headers = FieldTable::default();
-        for (name, value) in &reply.headers {
-            headers.insert(name.as_str().into(), to_amqp(value));
-        }
-        properties = properties.with_headers(headers);
+        properties = properties.with_headers(header_table(&reply.headers));
     }
     properties
+}
+
+/// A message's headers as an AMQP table.
+fn header_table(headers: &Headers) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in headers {
+        table.insert(name.as_str().into(), to_amqp(value));
+    }
+    table
 }
 
 /// Values that repeat from one delivery of a consumer to the next, kept so each is

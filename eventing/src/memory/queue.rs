@@ -271,7 +271,7 @@ impl Queue {
         let mut wakeups = Wakeups::default();
         {
             let mut state = lock(&self.state);
-            if let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) {
+            if let Some(slot) = state.slot(consumer) {
                 slot.active = false;
                 slot.wake(&mut wakeups);
             }
@@ -284,7 +284,7 @@ impl Queue {
     /// to be woken when something comes.
     fn take_inbox(&self, consumer: u64, batch: &mut VecDeque<(u64, Entry)>, waker: &Waker) -> Inbox {
         let mut state = lock(&self.state);
-        let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) else {
+        let Some(slot) = state.slot(consumer) else {
             return Inbox::Closed;
         };
         if !slot.inbox.is_empty() {
@@ -311,7 +311,7 @@ impl Queue {
         let waker;
         {
             let mut state = lock(&self.state);
-            let Some(slot) = state.consumers.iter_mut().find(|slot| slot.id == consumer) else { return };
+            let Some(slot) = state.slot(consumer) else { return };
             slot.active = false;
             waker = slot.waker.take();
             let inbox = std::mem::take(&mut slot.inbox);
@@ -334,7 +334,7 @@ impl Queue {
         let wakeups;
         {
             let mut state = lock(&self.state);
-            let slot = state.consumers.iter_mut().find(|slot| slot.id == consumer).ok_or(TransportError::Closed)?;
+            let slot = state.slot(consumer).ok_or(TransportError::Closed)?;
             let position = slot.unacked.iter().position(|(delivered, _)| *delivered == tag);
             let Some((_, mut entry)) = position.and_then(|position| slot.unacked.remove(position)) else {
                 return Err(TransportError::Other {
@@ -455,6 +455,11 @@ impl Queue {
 }
 
 impl QueueState {
+    /// The consumer `consumer`, unless it was removed.
+    fn slot(&mut self, consumer: u64) -> Option<&mut ConsumerSlot> {
+        self.consumers.iter_mut().find(|slot| slot.id == consumer)
+    }
+
     /// Puts a delivered message back at its original position.
     fn return_to_ready(&mut self, entry: Entry) {
         let position = self.ready.partition_point(|waiting| waiting.seq < entry.seq);

@@ -71,9 +71,11 @@ pub(crate) async fn run<H: Handles>(
                 Some(Ok(delivery)) => {
                     let mut slot: Slot<_> = spare.take().unwrap_or_else(|| Box::pin(None));
                     slot.set(Some(handler.handle(delivery)));
-                    if poll_once(&mut slot).await.is_pending() {
-                        in_flight.push(InFlight(slot));
+                    let mut handling = InSlot(slot);
+                    if poll_once(Pin::new(&mut handling)).await.is_pending() {
+                        in_flight.push(handling);
                     } else {
+                        let InSlot(mut slot) = handling;
                         slot.set(None);
                         spare = Some(slot);
                     }
@@ -112,31 +114,28 @@ pub(crate) async fn run<H: Handles>(
 /// leaves its box for the next delivery, so the common case allocates nothing.
 type Slot<F> = Pin<Box<Option<F>>>;
 
-/// A handling that waits, polled by the `FuturesUnordered` with its own waker.
-struct InFlight<F>(Slot<F>);
+/// A handling in its slot, polled in place: first once by the consume loop ([`poll_once`]),
+/// then, while it waits, by the `FuturesUnordered` with its own waker.
+struct InSlot<F>(Slot<F>);
 
-impl<F: Future> Future for InFlight<F> {
+impl<F: Future> Future for InSlot<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
         match self.0.as_mut().as_pin_mut() {
             Some(handling) => handling.poll(cx),
-            None => unreachable!("a slot is in flight only while it holds a handling"),
+            None => unreachable!("a slot is polled only while it holds a handling"),
         }
     }
 }
 
-/// Polls the handling in `slot` once with the consume loop's own waker. A handler that
-/// finishes without waiting (most in-memory ones, and any that only decodes and updates
-/// state) is done here and never enters the `FuturesUnordered`, whose insertion, ready
-/// queue and release were a tenth of the in-memory path's instructions; one that waits is
-/// pushed there and polled again with its own waker.
-async fn poll_once<F: Future>(slot: &mut Slot<F>) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| match slot.as_mut().as_pin_mut() {
-        Some(handling) => Poll::Ready(handling.poll(cx)),
-        None => unreachable!("a slot is polled only while it holds a handling"),
-    })
-    .await
+/// Polls `handling` once with the consume loop's own waker. A handler that finishes
+/// without waiting (most in-memory ones, and any that only decodes and updates state) is
+/// done here and never enters the `FuturesUnordered`, whose insertion, ready queue and
+/// release were a tenth of the in-memory path's instructions; one that waits is pushed
+/// there and polled again with its own waker.
+async fn poll_once<F: Future>(mut handling: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await
 }
 
 /// Cancels the subscription and returns what it had delivered but no handler started.
