@@ -159,21 +159,23 @@ impl AckBatcher {
     /// [`close`](Self::close). A flush because the consumer ran dry lingers for
     /// [`ACK_LINGER`] first, unless a batch fills meanwhile: under load the next deliveries
     /// come within microseconds and join the same ack.
+    ///
+    /// The flusher only flushes when told to: had it flushed when it first ran, a flusher
+    /// task scheduled late (a busy machine) would acknowledge handlers that finished before
+    /// it ran, a partial batch while deliveries were waiting. A notification while it is
+    /// flushing is not lost: `notify_one` leaves a permit for the next wait.
     pub(crate) async fn run_flusher(self: Arc<Self>) {
         loop {
-            let notified = self.flush_needed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            self.flush().await;
-            if self.state().closed {
-                return;
-            }
-            notified.await;
+            self.flush_needed.notified().await;
             let full = self.batch_full.notified();
             tokio::pin!(full);
             full.as_mut().enable();
             if self.state().finished < self.batch {
                 let _ = tokio::time::timeout(ACK_LINGER, full).await;
+            }
+            self.flush().await;
+            if self.state().closed {
+                return;
             }
         }
     }
